@@ -1,0 +1,22 @@
+"""Snapshot ingest: the CRM's exports enter the store."""
+
+import dagster as dg
+
+from compliance.ingest import ingest_snapshots
+from pipelines.resources import RetentionResource
+
+
+@dg.asset(group_name="ingest", kinds={"duckdb"})
+def crm_snapshots(context: dg.AssetExecutionContext, retention: RetentionResource) -> dg.MaterializeResult:
+    """The CRM snapshots dropped in inbox/snapshots, loaded into the store in name order, each once."""
+    result = ingest_snapshots(retention.connect(), retention.paths, as_of=retention.clock,
+                              progress=retention.progress(context))
+    row_counts = {f"{s.snapshot_id}/{table}": count for s in result.ingested for table, count in s.row_counts.items()}
+    return dg.MaterializeResult(metadata={
+        "snapshots_ingested": [s.snapshot_id for s in result.ingested],
+        "already_ingested": len(result.already_ingested),
+        "changed_after_ingest_ignored": result.changed_after_ingest,
+        "skipped_deleted_contacts": sum(s.skipped_deleted for s in result.ingested),
+        "skipped_suppressed_contacts": sum(s.skipped_suppressed for s in result.ingested),
+        "row_counts": row_counts,
+    })

@@ -1,0 +1,28 @@
+"""The run's clock: every date rule takes `as_of` instead of reading the wall clock."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from compliance.errors import InputError
+
+
+def parse_as_of(text: str) -> datetime:
+    """Parse an ISO 8601 timestamp; a naive one is taken as UTC.
+
+    Args:
+        text: e.g. 2026-01-01T12:00:00Z or 2026-01-01.
+
+    Returns:
+        An aware datetime in UTC.
+
+    Raises:
+        InputError: when the text is not ISO 8601.
+    """
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InputError(f"--as-of: {text!r} is not an ISO 8601 timestamp (e.g. 2026-01-01T12:00:00Z)") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)

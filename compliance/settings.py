@@ -1,0 +1,150 @@
+"""settings.yaml and rules.yaml: loaded, validated, and explained when wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from compliance.errors import InputError
+
+CascadePolicy = Literal["delete", "retain"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Cascade(_Strict):
+    conversations: CascadePolicy = "delete"
+    notes: CascadePolicy = "delete"
+    tasks: CascadePolicy = "delete"
+    activities: CascadePolicy = "delete"
+
+
+class Settings(_Strict):
+    restore_window_days: int = Field(60, ge=0)
+    backup_retention_days: int = Field(60, ge=0)
+    cascade: Cascade = Cascade()
+    active_enrollment: Literal["block", "remove"] = "block"
+    backup_formats: tuple[Literal["csv", "parquet"], ...] = ("csv", "parquet")
+    memory_limit: str = "2GB"
+
+    @field_validator("backup_formats")
+    @classmethod
+    def _at_least_one_format(cls, formats: tuple[str, ...]) -> tuple[str, ...]:
+        if not formats:
+            raise ValueError("name at least one of csv, parquet: nothing may be deleted without a backup")
+        return tuple(dict.fromkeys(formats))
+
+
+class Trigger(_Strict):
+    tags_any: tuple[str, ...] | None = None
+    inactive_days: int | None = Field(None, ge=0)
+    dnd: bool | None = None
+
+
+class Rule(_Strict):
+    name: str = Field(min_length=1)
+    status: Literal["published", "draft"]
+    owner: str = Field(min_length=1)
+    trigger: Trigger
+    action: Literal["delete_contact"] = "delete_contact"
+
+    @field_validator("trigger")
+    @classmethod
+    def _some_condition(cls, trigger: Trigger) -> Trigger:
+        if not trigger.model_dump(exclude_none=True):
+            raise ValueError("a trigger needs at least one of tags_any, inactive_days, dnd")
+        return trigger
+
+
+class Rules(_Strict):
+    rules: tuple[Rule, ...] = ()
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+        names = [rule.name for rule in rules]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"rule names must be unique; repeated: {', '.join(repeated)}")
+        return rules
+
+
+def load_settings(path: Path) -> Settings:
+    """Read settings.yaml; a missing file means all defaults.
+
+    Args:
+        path: the settings file.
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        InputError: naming the file, the key and the allowed values.
+    """
+    return _load(path, Settings)
+
+
+def load_rules(path: Path) -> Rules:
+    """Read rules.yaml; a missing file means no rules.
+
+    Args:
+        path: the rules file.
+
+    Returns:
+        The validated rules.
+
+    Raises:
+        InputError: naming the file, the key and the allowed values.
+    """
+    return _load(path, Rules)
+
+
+def _load(path: Path, model: type[_Strict]) -> Any:
+    if not path.exists():
+        return model()
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise InputError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of keys at the top, found {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(f"{path}: {explain(exc, model)}") from None
+
+
+def explain(exc: ValidationError, model: type[BaseModel]) -> str:
+    """The first validation error as 'key: what is wrong (allowed: ...)'."""
+    error = exc.errors()[0]
+    location = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(model, error["loc"][:-1])
+        return f"unknown key '{location}' (allowed: {', '.join(allowed)})"
+    if error["type"] == "literal_error":
+        return f"{location}: {error['input']!r} is not allowed (allowed: {error['ctx']['expected']})"
+    if error["type"] == "missing":
+        return f"{location}: required key is missing"
+    return f"{location}: {error['msg']} (got {error['input']!r})"
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part)
+        annotation = field.annotation if field else None
+        args = getattr(annotation, "__args__", ())
+        nested = [arg for arg in (annotation, *args) if isinstance(arg, type) and issubclass(arg, BaseModel)]
+        if not nested:
+            return []
+        current = nested[0]
+    return list(current.model_fields)

@@ -1,0 +1,120 @@
+"""The DuckDB store: one owner-only file under the home, its schema created and migrated by the code."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import duckdb
+
+from compliance.home import Home
+from compliance.schema import CONTACTS, TABLES, TableSpec
+
+
+def _crm_table_ddl(spec: TableSpec) -> str:
+    columns = [f"{name} {sql_type}" for name, sql_type in spec.columns.items()]
+    if spec is CONTACTS:
+        columns += ["email_key VARCHAR", "phone_key VARCHAR"]
+    columns += ["extra JSON", "snapshot_id VARCHAR"]
+    return f"CREATE TABLE {spec.name} ({', '.join(columns)})"
+
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        "CREATE TABLE snapshots (snapshot_id VARCHAR PRIMARY KEY, content_hash VARCHAR NOT NULL,"
+        " ingested_at TIMESTAMPTZ NOT NULL, row_counts JSON NOT NULL,"
+        " skipped_deleted BIGINT NOT NULL DEFAULT 0, skipped_suppressed BIGINT NOT NULL DEFAULT 0)",
+        *(_crm_table_ddl(spec) for spec in TABLES),
+        # A contact's life in the store, apart from its CRM attributes so a new snapshot cannot reset it.
+        "CREATE TABLE contact_lifecycle (contact_id VARCHAR PRIMARY KEY, state VARCHAR NOT NULL,"
+        " deleted_at TIMESTAMPTZ, deleted_by VARCHAR, restored_at TIMESTAMPTZ, restored_by VARCHAR)",
+        # Rows removed by a delete, by key only, so a later snapshot cannot bring them back (R4).
+        "CREATE TABLE tombstones (table_name VARCHAR NOT NULL, row_key VARCHAR NOT NULL,"
+        " bulk_action_id VARCHAR NOT NULL)",
+        # Erased people, as keyed hashes only: later snapshots must not bring them back.
+        "CREATE TABLE suppression (key_kind VARCHAR NOT NULL, key_hash VARCHAR NOT NULL,"
+        " bulk_action_id VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class Store:
+    """Owns the store file of one home and hands out configured connections."""
+
+    def __init__(self, home: Home, memory_limit: str = "2GB", threads: int | None = None):
+        self.home = home
+        self.memory_limit = memory_limit
+        self.threads = threads
+
+    @property
+    def path(self):
+        return self.home.store_file
+
+    def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        """Open the store, migrated to the current schema version.
+
+        Args:
+            read_only: open without write access (for show/status while nothing runs).
+
+        Returns:
+            A DuckDB connection in UTC with the memory limit and spill folder set.
+        """
+        self.home.store_dir.mkdir(parents=True, exist_ok=True)
+        self.home.store_dir.chmod(0o700)
+        if read_only and not self.path.exists():
+            read_only = False
+        con = duckdb.connect(str(self.path), read_only=read_only)
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"SET memory_limit = '{self.memory_limit}'")
+        con.execute(f"SET temp_directory = '{self.home.store_dir / 'tmp'}'")
+        if self.threads:
+            con.execute(f"SET threads = {int(self.threads)}")
+        if not read_only:
+            migrate(con)
+            for path in self.home.store_dir.glob("retention.duckdb*"):
+                path.chmod(0o600)
+        return con
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The schema version recorded in the store (0 for a new file)."""
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_meta'").fetchone()[0]
+    if not exists:
+        return 0
+    row = con.execute("SELECT value FROM schema_meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Apply the migrations the store has not seen, each in its own transaction.
+
+    Args:
+        con: a writable connection.
+
+    Returns:
+        The schema version after migrating.
+    """
+    current = schema_version(con)
+    if current > SCHEMA_VERSION:
+        raise RuntimeError(f"the store is at schema version {current}, newer than this program ({SCHEMA_VERSION})")
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        with transaction(con):
+            con.execute("CREATE TABLE IF NOT EXISTS schema_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+            for statement in MIGRATIONS[version - 1]:
+                con.execute(statement)
+            con.execute("INSERT OR REPLACE INTO schema_meta VALUES ('schema_version', ?)", [str(version)])
+    return SCHEMA_VERSION
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """All of the block's statements commit together, or none do."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")

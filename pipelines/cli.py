@@ -1,0 +1,217 @@
+"""The `retention` command line (PRODUCT.md section 3)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from compliance.clock import parse_as_of
+from compliance.contacts import show_contact
+from compliance.errors import InputError
+from compliance.home import Home
+from compliance.settings import load_rules, load_settings
+from compliance.store import Store
+
+EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        self.exit(EXIT_BAD_INPUT, f"retention: error: {message}\n")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--home", help="the retention home (default: $RETENTION_HOME, else ./retention_home)")
+    parser.add_argument("--as-of", help="the run's clock, ISO 8601 (default: now, UTC)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="retention", description="Delete CRM contacts provably, restore within the window, "
+                                                   "purge after it, and prove it.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _common(commands.add_parser("init", help="create the home with default settings, rules and inbox folders"))
+    demo = commands.add_parser("demo", help="make a synthetic CRM snapshot and sample requests, then run")
+    _common(demo)
+    demo.add_argument("--contacts", type=int, default=10_000, help="contacts to generate (default 10,000)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed (same seed, same data)")
+    demo.add_argument("--format", choices=("parquet", "csv"), default="parquet", help="snapshot file format")
+    _common(commands.add_parser("run", help="one compliance run"))
+    show = commands.add_parser("show", help="one contact's state")
+    _common(show)
+    show.add_argument("contact_id")
+    ui = commands.add_parser("ui", help="start the Dagster UI on this home")
+    _common(ui)
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore")
+    logging.getLogger("dagster").setLevel(logging.CRITICAL)
+    handler: Callable[[argparse.Namespace, Home, datetime], int] = _COMMANDS[args.command]
+    try:
+        as_of = parse_as_of(args.as_of) if args.as_of else datetime.now(timezone.utc)
+        return handler(args, Home.resolve(args.home), as_of)
+    except InputError as exc:
+        print(f"retention: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:
+        if os.environ.get("RETENTION_DEBUG"):
+            raise
+        print(f"retention: failed: {type(exc).__name__}: {exc} (RETENTION_DEBUG=1 shows the traceback; "
+              "the run, if one started, is in `retention ui`)", file=sys.stderr)
+        return EXIT_REFUSED
+
+
+def _emit(args: argparse.Namespace, document: dict[str, Any], text: str) -> None:
+    print(json.dumps(document, indent=2, default=str) if args.json else text)
+
+
+def _progress(args: argparse.Namespace) -> Callable[[str], None]:
+    return (lambda message: None) if args.json else (lambda message: print(f"  {message}", file=sys.stderr,
+                                                                          flush=True))
+
+
+def _require_home(home: Home) -> None:
+    if not home.exists():
+        raise InputError(f"no retention home at {home.root} (create one with `retention init --home {home.root}`)")
+    load_settings(home.settings_file)
+    load_rules(home.rules_file)
+
+
+def cmd_init(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
+    created = home.init()
+    Store(home).connect().close()
+    _emit(args, {"home": str(home.root), "created": [str(path) for path in created]},
+          f"Retention home ready at {home.root}\n"
+          f"  drop CRM exports in {home.snapshots_inbox}/<snapshot-id>/ and request files in {home.requests_inbox}/\n"
+          f"  then: retention run --home {home.root}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
+    _require_home(home)
+    summary = _run_compliance(args, home, as_of)
+    _emit(args, summary, _summary_text(summary, home))
+    return EXIT_REFUSED if summary["refused_or_failed"] else EXIT_OK
+
+
+def _run_compliance(args: argparse.Namespace, home: Home, as_of: datetime) -> dict[str, Any]:
+    from pipelines.runner import execute_job, materialization_metadata
+
+    started = time.monotonic()
+    result = execute_job(home, "compliance_job", as_of=as_of, echo_progress=not args.json,
+                         tags={"retention/command": args.command})
+    ingest = materialization_metadata(result, "crm_snapshots")
+    return {
+        "run_id": result.run_id,
+        "as_of": as_of.isoformat(),
+        "success": result.success,
+        "seconds": round(time.monotonic() - started, 2),
+        "ingest": ingest,
+        "refused_or_failed": [],
+    }
+
+
+def _summary_text(summary: dict[str, Any], home: Home) -> str:
+    ingest = summary["ingest"]
+    lines = [f"Compliance run {summary['run_id']} as of {summary['as_of']} finished in {summary['seconds']}s."]
+    snapshots = ingest.get("snapshots_ingested") or []
+    if snapshots:
+        counts = ingest.get("row_counts", {})
+        contacts = sum(count for key, count in counts.items() if key.endswith("/contacts"))
+        lines.append(f"  ingested {len(snapshots)} snapshot(s) ({', '.join(snapshots)}): {contacts:,} contacts, "
+                     f"{sum(counts.values()):,} rows in all")
+    else:
+        lines.append("  no new snapshot in inbox/snapshots")
+    for key, label in (("skipped_deleted_contacts", "deleted contacts in the snapshot kept deleted"),
+                       ("skipped_suppressed_contacts", "erased people in the snapshot skipped")):
+        if ingest.get(key):
+            lines.append(f"  {ingest[key]:,} {label}")
+    if ingest.get("changed_after_ingest_ignored"):
+        lines.append(f"  ignored: snapshot folders changed after their ingest: "
+                     f"{', '.join(ingest['changed_after_ingest_ignored'])}")
+    for problem in summary["refused_or_failed"]:
+        lines.append(f"  ! {problem}")
+    lines.append(f"  store: {home.store_file}")
+    return "\n".join(lines)
+
+
+def cmd_demo(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
+    from compliance import demo_data
+
+    if args.contacts < 1:
+        raise InputError("--contacts: must be at least 1")
+    home.init()
+    progress = _progress(args)
+    snapshot_dir = home.snapshots_inbox / f"demo-{as_of:%Y%m%dT%H%M%S}"
+    if snapshot_dir.exists():
+        raise InputError(f"{snapshot_dir} exists already; pass another --as-of or use another --home")
+    progress(f"generating a synthetic CRM snapshot of {args.contacts:,} contacts (seed {args.seed})")
+    started = time.monotonic()
+    demo_data.generate_snapshot(snapshot_dir, contacts=args.contacts, seed=args.seed, as_of=as_of, fmt=args.format)
+    progress(f"generated in {time.monotonic() - started:.1f}s: {snapshot_dir}")
+    if not any(home.requests_inbox.iterdir()):
+        demo_data.write_sample_requests(home.requests_inbox, snapshot_dir, as_of=as_of, seed=args.seed)
+    if not load_rules(home.rules_file).rules:
+        home.rules_file.write_text(demo_data.SAMPLE_RULES_YAML)
+    summary = _run_compliance(args, home, as_of)
+    summary["demo"] = {"snapshot": str(snapshot_dir), "contacts": args.contacts, "seed": args.seed}
+    text = (_summary_text(summary, home) +
+            f"\n\nDemo home: {home.root}\n"
+            f"  snapshot: {snapshot_dir}\n"
+            f"  sample requests: {home.requests_inbox}\n"
+            f"  rules: {home.rules_file}\n"
+            f"  look at a contact: retention show c-0000001 --home {home.root}\n"
+            f"  open the Dagster UI: retention ui --home {home.root}  (then http://127.0.0.1:3000)")
+    _emit(args, summary, text)
+    return EXIT_REFUSED if summary["refused_or_failed"] else EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
+    _require_home(home)
+    settings = load_settings(home.settings_file)
+    with Store(home, memory_limit=settings.memory_limit).connect(read_only=True) as con:
+        contact = show_contact(con, args.contact_id, restore_window_days=settings.restore_window_days)
+    lines = [f"{contact['contact_id']}: {contact['state']}"]
+    if contact["deleted_at"]:
+        lines.append(f"  deleted at {contact['deleted_at']}, restorable until {contact['restorable_until']}")
+    lines.append("  associated: " + ", ".join(f"{k} {v}" for k, v in contact["associated"].items()))
+    lines.append("  enrollments: " + ", ".join(f"{k} {v}" for k, v in contact["enrollments"].items()))
+    _emit(args, contact, "\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_ui(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
+    _require_home(home)
+    from pipelines.runner import instance_for
+
+    instance_for(home).dispose()
+    env = {**os.environ, "DAGSTER_HOME": str(home.dagster_home), "RETENTION_HOME": str(home.root)}
+    command = [sys.executable, "-m", "dagster_webserver", "-m", "pipelines.definitions",
+               "-h", args.host, "-p", str(args.port)]
+    print(f"Dagster UI for {home.root} on http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
+    try:
+        return subprocess.call(command, env=env)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, Home, datetime], int]] = {
+    "init": cmd_init, "demo": cmd_demo, "run": cmd_run, "show": cmd_show, "ui": cmd_ui,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""The one Definitions object: what `dagster dev`, `retention ui` and the command line load."""
+
+import dagster as dg
+
+from assets import ingest
+from pipelines.jobs import compliance_job, daily_compliance_schedule
+from pipelines.resources import RetentionResource
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([ingest]),
+    jobs=[compliance_job],
+    schedules=[daily_compliance_schedule],
+    resources={"retention": RetentionResource()},
+)

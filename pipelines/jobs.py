@@ -1,0 +1,18 @@
+"""Jobs and schedules."""
+
+import dagster as dg
+
+compliance_job = dg.define_asset_job(
+    "compliance_job",
+    selection=dg.AssetSelection.all(),
+    # One process: DuckDB allows one writer, and the run shares one store connection.
+    executor_def=dg.in_process_executor,
+    description="One compliance run: ingest, decide, back up, delete, restore, purge, prove.",
+)
+
+daily_compliance_schedule = dg.ScheduleDefinition(
+    job=compliance_job,
+    cron_schedule="0 2 * * *",
+    execution_timezone="UTC",
+    description="The daily compliance run, which includes the purge of contacts past the restore window.",
+)

@@ -1,0 +1,60 @@
+"""The one resource: the retention home, its settings, its DuckDB store and the run's clock."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from typing import Callable
+
+import dagster as dg
+import duckdb
+from pydantic import PrivateAttr
+
+from compliance.clock import parse_as_of
+from compliance.home import Home
+from compliance.settings import Settings, load_settings
+from compliance.store import Store
+
+
+class RetentionResource(dg.ConfigurableResource):
+    """Owns the home folder and the DuckDB connection; `as_of` fixes the run's clock (default: when it starts)."""
+
+    home: str = ""
+    as_of: str = ""
+    echo_progress: bool = False
+
+    _clock: datetime = PrivateAttr()
+    _con: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._clock = parse_as_of(self.as_of) if self.as_of else datetime.now(timezone.utc)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    @property
+    def paths(self) -> Home:
+        return Home.resolve(self.home or None)
+
+    @property
+    def clock(self) -> datetime:
+        return self._clock
+
+    def settings(self) -> Settings:
+        return load_settings(self.paths.settings_file)
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """The run's store connection, opened once and shared by its assets (the job runs in one process)."""
+        if self._con is None:
+            self._con = Store(self.paths, memory_limit=self.settings().memory_limit).connect()
+        return self._con
+
+    def progress(self, context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> Callable[[str], None]:
+        """A progress callback: to the run's log, and to the terminal when the command line asked for it."""
+        def report(message: str) -> None:
+            context.log.info(message)
+            if self.echo_progress:
+                print(f"  {message}", file=sys.stderr, flush=True)
+        return report

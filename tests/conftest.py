@@ -1,0 +1,119 @@
+"""Shared fixtures: a temporary home and a small hand-made CRM snapshot written as CSV or Parquet."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from compliance.home import Home
+from compliance.schema import TABLES
+from compliance.store import Store
+
+AS_OF = "2026-01-01T12:00:00Z"
+
+
+def base_tables() -> dict[str, list[dict]]:
+    """A small CRM: four contacts (c-1 in an active campaign, c-2 in a paused one, c-3 a duplicate person of c-2,
+    c-4 unsubscribed), their associated data, and staff with an active admin, an inactive admin and a user."""
+    return {
+        "contacts": [
+            dict(contact_id="c-1", location_id="loc-a", first_name="Ann", last_name="Lee", email="Ann.Lee@Example.com",
+                 phone="+15551230001", tags="Lead,VIP", dnd="false", created_at="2024-01-01T00:00:00Z",
+                 updated_at="2025-06-01T00:00:00Z", last_activity_at="2025-12-01T00:00:00Z", source="web"),
+            dict(contact_id="c-2", location_id="loc-a", first_name="Bob", last_name="Ray", email="bob@example.com",
+                 phone="+15551230002", tags="Customer", dnd="false", created_at="2024-02-01T00:00:00Z",
+                 updated_at="2025-06-01T00:00:00Z", last_activity_at="2023-01-01T00:00:00Z", source="import"),
+            dict(contact_id="c-3", location_id="loc-b", first_name="Bob", last_name="Ray", email=" BOB@example.com ",
+                 phone="", tags="", dnd="true", created_at="2024-03-01T00:00:00Z",
+                 updated_at="2025-06-01T00:00:00Z", last_activity_at="", source="import"),
+            dict(contact_id="c-4", location_id="loc-b", first_name="Cy", last_name="Ng", email="cy@example.org",
+                 phone="+44 20 7946 0004", tags="unsubscribed, Newsletter", dnd="false",
+                 created_at="2024-04-01T00:00:00Z", updated_at="2025-06-01T00:00:00Z",
+                 last_activity_at="2025-11-01T00:00:00Z", source="web"),
+        ],
+        "conversations": [
+            dict(conversation_id="conv-1", contact_id="c-1", channel="sms", last_message_at="2025-12-01T00:00:00Z",
+                 last_message_body="Hi Ann"),
+            dict(conversation_id="conv-2", contact_id="c-1", channel="email", last_message_at="2025-12-02T00:00:00Z",
+                 last_message_body="=HYPERLINK(\"http://x\")"),
+            dict(conversation_id="conv-3", contact_id="c-2", channel="sms", last_message_at="2025-10-01T00:00:00Z",
+                 last_message_body="Hello Bob"),
+        ],
+        "notes": [
+            dict(note_id="n-1", contact_id="c-1", body="Called Ann", created_at="2025-01-01T00:00:00Z"),
+            dict(note_id="n-2", contact_id="c-2", body="Bob prefers email", created_at="2025-01-02T00:00:00Z"),
+            dict(note_id="n-3", contact_id="c-4", body="Asked to unsubscribe", created_at="2025-01-03T00:00:00Z"),
+        ],
+        "tasks": [
+            dict(task_id="t-1", contact_id="c-1", title="Follow up", status="open", due_at="2026-02-01T00:00:00Z"),
+        ],
+        "activities": [
+            dict(activity_id="a-1", contact_id="c-1", activity_type="email_opened", occurred_at="2025-12-01T00:00:00Z"),
+            dict(activity_id="a-2", contact_id="c-1", activity_type="page_view", occurred_at="2025-12-02T00:00:00Z"),
+            dict(activity_id="a-3", contact_id="c-2", activity_type="call", occurred_at="2023-01-01T00:00:00Z"),
+            dict(activity_id="a-4", contact_id="c-3", activity_type="call", occurred_at="2023-01-01T00:00:00Z"),
+        ],
+        "campaigns": [
+            dict(campaign_id="camp-1", name="Winter sale", status="active"),
+            dict(campaign_id="camp-2", name="Autumn", status="paused"),
+        ],
+        "campaign_enrollments": [
+            dict(campaign_id="camp-1", contact_id="c-1", enrolled_at="2025-11-01T00:00:00Z"),
+            dict(campaign_id="camp-2", contact_id="c-2", enrolled_at="2025-09-01T00:00:00Z"),
+        ],
+        "workflows": [
+            dict(workflow_id="wf-1", name="Onboarding", status="published"),
+            dict(workflow_id="wf-2", name="Nurture", status="draft"),
+        ],
+        "workflow_enrollments": [
+            dict(workflow_id="wf-1", contact_id="c-3", status="active"),
+            dict(workflow_id="wf-1", contact_id="c-2", status="finished"),
+        ],
+        "lists": [dict(list_id="l-1", name="Newsletter"), dict(list_id="l-2", name="VIP")],
+        "list_memberships": [
+            dict(list_id="l-1", contact_id="c-1"), dict(list_id="l-2", contact_id="c-1"),
+            dict(list_id="l-1", contact_id="c-4"),
+        ],
+        "staff": [
+            dict(user_id="u-admin-1", email="Dana.Admin@crm.example", name="Dana", role="admin", active="true"),
+            dict(user_id="u-admin-2", email="old.admin@crm.example", name="Old", role="admin", active="false"),
+            dict(user_id="u-user-1", email="sam@crm.example", name="Sam", role="user", active="true"),
+        ],
+    }
+
+
+def write_snapshot(folder: Path, tables: dict[str, list[dict]] | None = None, fmt: str = "csv") -> Path:
+    """Write the tables as one snapshot folder, in CSV or (through DuckDB) Parquet."""
+    tables = tables if tables is not None else base_tables()
+    folder.mkdir(parents=True)
+    for spec in TABLES:
+        rows = tables[spec.name]
+        columns = list(rows[0]) if rows else list(spec.columns)
+        csv_path = folder / f"{spec.name}.csv"
+        with csv_path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        if fmt == "parquet":
+            with duckdb.connect() as con:
+                con.execute(f"COPY (SELECT * FROM read_csv('{csv_path}', header = true, all_varchar = true)) "
+                            f"TO '{folder / f'{spec.name}.parquet'}' (FORMAT parquet)")
+            csv_path.unlink()
+    return folder
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Home:
+    home = Home(tmp_path / "home")
+    home.init()
+    return home
+
+
+@pytest.fixture
+def con(home: Home):
+    connection = Store(home).connect()
+    yield connection
+    connection.close()
