@@ -32,6 +32,15 @@ active_enrollment: block
 # Backup file formats written before any delete: csv, parquet (one or both).
 backup_formats: [csv, parquet]
 
+# Answer deadlines: GDPR Art. 12(3) one month (+2 on extension); CCPA regs 7021 45 days (+45).
+# internal requests have no deadline unless internal_days is set.
+deadlines:
+  gdpr_months: 1
+  gdpr_extension_months: 2
+  ccpa_days: 45
+  ccpa_extension_days: 45
+  internal_days: null
+
 # DuckDB memory limit; above it DuckDB spills to <home>/store/tmp.
 memory_limit: 2GB
 """

@@ -24,6 +24,14 @@ class Cascade(_Strict):
     activities: CascadePolicy = "delete"
 
 
+class Deadlines(_Strict):
+    gdpr_months: int = Field(1, ge=0)
+    gdpr_extension_months: int = Field(2, ge=0)
+    ccpa_days: int = Field(45, ge=0)
+    ccpa_extension_days: int = Field(45, ge=0)
+    internal_days: int | None = Field(None, ge=0)
+
+
 class Settings(_Strict):
     restore_window_days: int = Field(60, ge=0)
     backup_retention_days: int = Field(60, ge=0)
@@ -31,6 +39,7 @@ class Settings(_Strict):
     active_enrollment: Literal["block", "remove"] = "block"
     backup_formats: tuple[Literal["csv", "parquet"], ...] = ("csv", "parquet")
     memory_limit: str = "2GB"
+    deadlines: Deadlines = Deadlines()
 
     @field_validator("backup_formats")
     @classmethod

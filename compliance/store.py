@@ -35,6 +35,34 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE suppression (key_kind VARCHAR NOT NULL, key_hash VARCHAR NOT NULL,"
         " bulk_action_id VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL)",
     ),
+    (
+        # The Bulk Actions page (R8): one record per delete, restore or purge, with per-contact items.
+        "CREATE TABLE bulk_actions (bulk_action_id VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL,"
+        " source VARCHAR NOT NULL, source_ref VARCHAR, requested_by VARCHAR, regulation VARCHAR,"
+        " requester_authorized BOOLEAN NOT NULL DEFAULT false, created_at TIMESTAMPTZ NOT NULL,"
+        " applied_at TIMESTAMPTZ, status VARCHAR NOT NULL, reason VARCHAR, run_id VARCHAR,"
+        " total BIGINT NOT NULL DEFAULT 0, done BIGINT NOT NULL DEFAULT 0, blocked BIGINT NOT NULL DEFAULT 0,"
+        " rejected BIGINT NOT NULL DEFAULT 0, not_found BIGINT NOT NULL DEFAULT 0,"
+        " already_done BIGINT NOT NULL DEFAULT 0, failed BIGINT NOT NULL DEFAULT 0)",
+        "CREATE TABLE bulk_action_items (bulk_action_id VARCHAR NOT NULL, contact_id VARCHAR,"
+        " outcome VARCHAR NOT NULL, reason VARCHAR)",
+        # Verified backups written before a delete; expired_at is set when their files are removed.
+        "CREATE TABLE backups (bulk_action_id VARCHAR PRIMARY KEY, path VARCHAR NOT NULL,"
+        " written_at TIMESTAMPTZ NOT NULL, verified_at TIMESTAMPTZ NOT NULL, created_as_of TIMESTAMPTZ NOT NULL,"
+        " manifest_sha256 VARCHAR NOT NULL, contacts BIGINT NOT NULL, total_rows BIGINT NOT NULL,"
+        " expired_at TIMESTAMPTZ)",
+        # Every request file seen (CCPA regs 7101); erased people's identifiers only as keyed hashes.
+        "CREATE TABLE requests (file VARCHAR NOT NULL, file_hash VARCHAR NOT NULL, request_id VARCHAR,"
+        " kind VARCHAR, regulation VARCHAR, requested_by VARCHAR, status VARCHAR NOT NULL, reason VARCHAR,"
+        " received_at TIMESTAMPTZ, due_at TIMESTAMPTZ, bulk_action_id VARCHAR, seen_at TIMESTAMPTZ NOT NULL,"
+        " subjects BIGINT NOT NULL DEFAULT 0)",
+        # Subjects of requests not yet applied; removed (kept only as hashes) once applied.
+        "CREATE TABLE pending_subjects (request_id VARCHAR NOT NULL, subject_no INTEGER NOT NULL,"
+        " contact_id VARCHAR, email_key VARCHAR, phone_key VARCHAR)",
+        # Aggregate, non-personal campaign/workflow/list counts kept when deletes remove enrollments (R12).
+        "CREATE TABLE enrollment_metrics (object_kind VARCHAR NOT NULL, object_id VARCHAR NOT NULL,"
+        " removed_by_deletion BIGINT NOT NULL, removed_active BIGINT NOT NULL, PRIMARY KEY (object_kind, object_id))",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
