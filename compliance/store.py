@@ -62,6 +62,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # Aggregate, non-personal campaign/workflow/list counts kept when deletes remove enrollments (R12).
         "CREATE TABLE enrollment_metrics (object_kind VARCHAR NOT NULL, object_id VARCHAR NOT NULL,"
         " removed_by_deletion BIGINT NOT NULL, removed_active BIGINT NOT NULL, PRIMARY KEY (object_kind, object_id))",
+        # Contacts permanently removed after the restore window: a keyed hash of the id, no personal data.
+        "CREATE TABLE purged_contacts (contact_hash VARCHAR PRIMARY KEY, deleted_at TIMESTAMPTZ NOT NULL,"
+        " purged_at TIMESTAMPTZ NOT NULL, bulk_action_id VARCHAR NOT NULL)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
