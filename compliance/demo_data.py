@@ -165,17 +165,21 @@ def _multiplier(n: int, seed: int) -> int:
 def _setup(con: duckdb.DuckDBPyConnection, n: int, seed: int, as_of: datetime) -> None:
     now = int(as_of.timestamp())
     con.execute("SET TimeZone = 'UTC'")
-    # Every draw hashes (row, seed, salt): the same inputs give the same data on every run and thread count.
-    con.execute(f"CREATE MACRO u(i, salt) AS (hash(CAST(i AS BIGINT), {seed}, salt) >> 11) / 9007199254740992.0")
+    # Every draw hashes (row, seed, salt), so the same inputs give the same data whatever the thread count.
+    # DuckDB's multi-argument hash merely combines the per-argument hashes, which leaves draws with different
+    # salts almost perfectly correlated; hashing the result again mixes them into independent ones.
+    con.execute(f"CREATE MACRO u(i, salt) AS (hash(hash(CAST(i AS BIGINT), {seed}, salt)) >> 11) / 9007199254740992.0")
     con.execute(f"CREATE MACRO uk(i, k, salt) AS "
-                f"(hash(CAST(i AS BIGINT), CAST(k AS BIGINT), {seed}, salt) >> 11) / 9007199254740992.0")
+                f"(hash(hash(CAST(i AS BIGINT), CAST(k AS BIGINT), {seed}, salt)) >> 11) / 9007199254740992.0")
     con.execute("CREATE MACRO pick(values, x) AS values[1 + CAST(floor(x * len(values)) AS INT)]")
-    con.execute("CREATE MACRO ascii_name(s) AS regexp_replace(strip_accents(replace(s, 'ı', 'i')), '[^A-Za-z]', '', 'g')")
+    # Turkish dotless i has no accent to strip, so strip_accents would leave it for the regex to drop.
+    con.execute("CREATE MACRO ascii_name(s) AS "
+                "regexp_replace(strip_accents(replace(s, 'ı', 'i')), '[^A-Za-z]', '', 'g')")
     con.execute(f"CREATE MACRO first_of(i) AS pick({_list(FIRST_NAMES)}, u(i, 'first'))")
     con.execute(f"CREATE MACRO last_of(i) AS pick({_list(LAST_NAMES)}, u(i, 'last'))")
     step, offset = _multiplier(n, seed), seed * 7919 % n
-    con.execute(f"CREATE MACRO email_num(i) AS CAST((CAST(i AS BIGINT) * {step} + {offset}) % {n} + 1 AS VARCHAR)")
     # The trailing number is a permutation of the contact index, so every generated address is unique.
+    con.execute(f"CREATE MACRO email_num(i) AS CAST((CAST(i AS BIGINT) * {step} + {offset}) % {n} + 1 AS VARCHAR)")
     con.execute("""CREATE MACRO email_local(f, l, num, form) AS
         CASE WHEN form < 0.45 THEN f || '.' || l || num WHEN form < 0.7 THEN f[1] || l || num
              WHEN form < 0.85 THEN f || '_' || l || num ELSE f || num END""")
@@ -387,7 +391,7 @@ def _candidates(con: duckdb.DuckDBPyConnection, snapshot_dir: Path, seed: int) -
                bool_or(unsub) OVER (PARTITION BY email_key) AS email_unsub,
                CASE WHEN phone_key IS NULL THEN 0 ELSE count(*) OVER (PARTITION BY phone_key) END AS phone_n,
                contact_id IN (SELECT contact_id FROM active) AS in_active_campaign,
-               hash(contact_id, {seed}, 'requests') AS r
+               hash(hash(contact_id, {seed}, 'requests')) AS r
         FROM c""")
 
 

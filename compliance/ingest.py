@@ -131,9 +131,10 @@ def _cast(con: duckdb.DuckDBPyConnection, source: _Source, column: str) -> str:
     if sql_type == "VARCHAR[]":
         source_type = con.execute(
             f"SELECT typeof({column}) FROM {source.relation} LIMIT 1").fetchone()
-        if source_type and source_type[0].endswith("[]"):
-            return f"list_filter(list_transform(CAST({column} AS VARCHAR[]), lambda t: trim(t)), lambda t: t <> '')"
-        return f"list_filter(list_transform(string_split({column}, ','), lambda t: trim(t)), lambda t: t <> '')"
+        items = f"CAST({column} AS VARCHAR[])" if source_type and source_type[0].endswith("[]") \
+            else f"string_split({column}, ',')"
+        # An empty CSV cell is NULL: no tags is the empty list, as an empty Parquet list gives.
+        return f"coalesce(list_filter(list_transform({items}, lambda t: trim(t)), lambda t: t <> ''), [])"
     if sql_type == "VARCHAR":
         return f"CAST({column} AS VARCHAR)"
     return f"TRY_CAST({column} AS {sql_type})"
@@ -186,7 +187,8 @@ def _staged_select(con: duckdb.DuckDBPyConnection, source: _Source, snapshot_id:
     if spec is CONTACTS:
         selected += [f"{email_key('email')} AS email_key", f"{phone_key('phone')} AS phone_key"]
     extra = ("to_json(struct_pack(" + ", ".join(f'"{c}" := "{c}"' for c in extras) + "))") if extras else "NULL"
-    selected += [f"CAST({extra} AS JSON) AS extra", f"'{snapshot_id}' AS snapshot_id"]
+    quoted_id = snapshot_id.replace("'", "''")
+    selected += [f"CAST({extra} AS JSON) AS extra", f"'{quoted_id}' AS snapshot_id"]
     return f"SELECT {', '.join(selected)} FROM {source.relation}"
 
 

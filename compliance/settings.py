@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from compliance.errors import InputError
+from compliance.rules import TRIGGERS, build_triggers
 
 CascadePolicy = Literal["delete", "retain"]
 
@@ -49,24 +50,19 @@ class Settings(_Strict):
         return tuple(dict.fromkeys(formats))
 
 
-class Trigger(_Strict):
-    tags_any: tuple[str, ...] | None = None
-    inactive_days: int | None = Field(None, ge=0)
-    dnd: bool | None = None
-
-
 class Rule(_Strict):
     name: str = Field(min_length=1)
     status: Literal["published", "draft"]
     owner: str = Field(min_length=1)
-    trigger: Trigger
+    trigger: dict[str, Any]
     action: Literal["delete_contact"] = "delete_contact"
 
     @field_validator("trigger")
     @classmethod
-    def _some_condition(cls, trigger: Trigger) -> Trigger:
-        if not trigger.model_dump(exclude_none=True):
-            raise ValueError("a trigger needs at least one of tags_any, inactive_days, dnd")
+    def _known_triggers(cls, trigger: dict[str, Any]) -> dict[str, Any]:
+        if not trigger:
+            raise ValueError(f"a trigger needs at least one of {', '.join(sorted(TRIGGERS))}")
+        build_triggers(trigger)
         return trigger
 
 
@@ -139,6 +135,8 @@ def explain(exc: ValidationError, model: type[BaseModel]) -> str:
         return f"unknown key '{location}' (allowed: {', '.join(allowed)})"
     if error["type"] == "literal_error":
         return f"{location}: {error['input']!r} is not allowed (allowed: {error['ctx']['expected']})"
+    if error["type"] == "value_error":
+        return f"{location}: {error['ctx']['error']}"
     if error["type"] == "missing":
         return f"{location}: required key is missing"
     return f"{location}: {error['msg']} (got {error['input']!r})"

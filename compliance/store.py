@@ -43,7 +43,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " applied_at TIMESTAMPTZ, status VARCHAR NOT NULL, reason VARCHAR, run_id VARCHAR,"
         " total BIGINT NOT NULL DEFAULT 0, done BIGINT NOT NULL DEFAULT 0, blocked BIGINT NOT NULL DEFAULT 0,"
         " rejected BIGINT NOT NULL DEFAULT 0, not_found BIGINT NOT NULL DEFAULT 0,"
-        " already_done BIGINT NOT NULL DEFAULT 0, failed BIGINT NOT NULL DEFAULT 0)",
+        " already_done BIGINT NOT NULL DEFAULT 0, failed BIGINT NOT NULL DEFAULT 0,"
+        " audited BOOLEAN NOT NULL DEFAULT false)",
         "CREATE TABLE bulk_action_items (bulk_action_id VARCHAR NOT NULL, contact_id VARCHAR,"
         " outcome VARCHAR NOT NULL, reason VARCHAR)",
         # Verified backups written before a delete; expired_at is set when their files are removed.
@@ -55,7 +56,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE requests (file VARCHAR NOT NULL, file_hash VARCHAR NOT NULL, request_id VARCHAR,"
         " kind VARCHAR, regulation VARCHAR, requested_by VARCHAR, status VARCHAR NOT NULL, reason VARCHAR,"
         " received_at TIMESTAMPTZ, due_at TIMESTAMPTZ, bulk_action_id VARCHAR, seen_at TIMESTAMPTZ NOT NULL,"
-        " subjects BIGINT NOT NULL DEFAULT 0)",
+        " subjects BIGINT NOT NULL DEFAULT 0, audited BOOLEAN NOT NULL DEFAULT false)",
         # Subjects of requests not yet applied; removed (kept only as hashes) once applied.
         "CREATE TABLE pending_subjects (request_id VARCHAR NOT NULL, subject_no INTEGER NOT NULL,"
         " contact_id VARCHAR, email_key VARCHAR, phone_key VARCHAR)",
@@ -139,13 +140,37 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     return SCHEMA_VERSION
 
 
+_open_transactions: set[int] = set()
+
+
 @contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """All of the block's statements commit together, or none do."""
+    """All of the block's statements commit together, or none do; inside another transaction it joins it."""
+    if id(con) in _open_transactions:
+        yield con
+        return
     con.execute("BEGIN TRANSACTION")
+    _open_transactions.add(id(con))
     try:
         yield con
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    con.execute("COMMIT")
+    else:
+        con.execute("COMMIT")
+    finally:
+        _open_transactions.discard(id(con))
+
+
+@contextmanager
+def rolled_back(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Run the block's statements in a transaction that is always rolled back: a dry run of the store."""
+    if id(con) in _open_transactions:
+        raise RuntimeError("a dry run cannot start inside another transaction")
+    con.execute("BEGIN TRANSACTION")
+    _open_transactions.add(id(con))
+    try:
+        yield con
+    finally:
+        _open_transactions.discard(id(con))
+        con.execute("ROLLBACK")

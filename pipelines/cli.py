@@ -14,10 +14,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from compliance.audit import AuditLog
 from compliance.clock import parse_as_of
 from compliance.contacts import show_contact
 from compliance.errors import InputError
 from compliance.home import Home
+from compliance.intake import CONFIRMATION_WORD
+from compliance.preview import preview_run
+from compliance.records import bulk_actions, request_records
 from compliance.settings import load_rules, load_settings
 from compliance.store import Store
 
@@ -46,6 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="random seed (same seed, same data)")
     demo.add_argument("--format", choices=("parquet", "csv"), default="parquet", help="snapshot file format")
     _common(commands.add_parser("run", help="one compliance run"))
+    _common(commands.add_parser("plan", help="the decisions of a run, changing nothing"))
+    delete = commands.add_parser("delete", help="a manual bulk delete of listed contacts or of a smart list")
+    _common(delete)
+    delete.add_argument("--contact", nargs="+", default=[], metavar="ID", help="contact ids to delete")
+    delete.add_argument("--tag", nargs="+", default=[], metavar="T", help="contacts carrying any of these tags")
+    delete.add_argument("--location", help="contacts of this location")
+    delete.add_argument("--inactive-days", type=int, help="contacts with no activity for N days")
+    delete.add_argument("--all", action="store_true", help="every active contact")
+    delete.add_argument("--as-user", required=True, help="the staff user_id or email doing it (an active admin)")
+    delete.add_argument("--confirm", required=True, help="must be exactly DELETE")
+    status = commands.add_parser("status", help="the bulk actions, or one with its items")
+    _common(status)
+    status.add_argument("bulk_action_id", nargs="?")
+    _common(commands.add_parser("requests", help="every request file seen, with status, reason and due date"))
+    audit = commands.add_parser("audit", help="the audit trail")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
+    _common(audit_commands.add_parser("verify", help="check the audit log's hash chain"))
     show = commands.add_parser("show", help="one contact's state")
     _common(show)
     show.add_argument("contact_id")
@@ -114,27 +135,45 @@ def _run_compliance(args: argparse.Namespace, home: Home, as_of: datetime) -> di
     started = time.monotonic()
     result = execute_job(home, "compliance_job", as_of=as_of, echo_progress=not args.json,
                          tags={"retention/command": args.command})
-    ingest = materialization_metadata(result, "crm_snapshots")
-    return {
+    summary = {
         "run_id": result.run_id,
         "as_of": as_of.isoformat(),
         "success": result.success,
         "seconds": round(time.monotonic() - started, 2),
-        "ingest": ingest,
-        "refused_or_failed": [],
+        "ingest": materialization_metadata(result, "crm_snapshots"),
+        "requests": materialization_metadata(result, "request_intake"),
     }
+    return _with_bulk_actions(summary, home, result.run_id)
+
+
+def _with_bulk_actions(summary: dict[str, Any], home: Home, run_id: str) -> dict[str, Any]:
+    with Store(home).connect(read_only=True) as con:
+        actions = [action for action in reversed(bulk_actions(con)) if action["run_id"] == run_id]
+    summary["bulk_actions"] = actions
+    problems = []
+    for action in actions:
+        counts = action["counts"]
+        refused = {k: counts[k] for k in ("blocked", "rejected", "failed") if counts.get(k)}
+        if refused or action["status"] in ("rejected", "failed"):
+            what = ", ".join(f"{n} {k}" for k, n in refused.items()) or action["status"]
+            problems.append(f"{action['source']} ({action['bulk_action_id']}): {what}"
+                            + (f": {action['reason']}" if action.get("reason") else ""))
+    for name in summary.get("requests", {}).get("quarantined_files", []) or []:
+        problems.append(f"request file {name} quarantined (see `retention requests`)")
+    summary["refused_or_failed"] = problems
+    return summary
 
 
 def _summary_text(summary: dict[str, Any], home: Home) -> str:
-    ingest = summary["ingest"]
-    lines = [f"Compliance run {summary['run_id']} as of {summary['as_of']} finished in {summary['seconds']}s."]
+    ingest = summary.get("ingest", {})
+    lines = [f"Run {summary['run_id']} as of {summary['as_of']} finished in {summary['seconds']}s."]
     snapshots = ingest.get("snapshots_ingested") or []
     if snapshots:
         counts = ingest.get("row_counts", {})
         contacts = sum(count for key, count in counts.items() if key.endswith("/contacts"))
         lines.append(f"  ingested {len(snapshots)} snapshot(s) ({', '.join(snapshots)}): {contacts:,} contacts, "
                      f"{sum(counts.values()):,} rows in all")
-    else:
+    elif ingest:
         lines.append("  no new snapshot in inbox/snapshots")
     for key, label in (("skipped_deleted_contacts", "deleted contacts in the snapshot kept deleted"),
                        ("skipped_suppressed_contacts", "erased people in the snapshot skipped")):
@@ -143,9 +182,19 @@ def _summary_text(summary: dict[str, Any], home: Home) -> str:
     if ingest.get("changed_after_ingest_ignored"):
         lines.append(f"  ignored: snapshot folders changed after their ingest: "
                      f"{', '.join(ingest['changed_after_ingest_ignored'])}")
+    requests = {k: v for k, v in summary.get("requests", {}).items()
+                if k in ("pending", "rejected", "quarantined", "duplicate") and v}
+    if requests:
+        lines.append("  new requests: " + ", ".join(f"{n} {k}" for k, n in requests.items()))
+    for action in summary.get("bulk_actions", []):
+        counts = action["counts"]
+        shown = ", ".join(f"{n:,} {k}" for k, n in counts.items() if k != "total" and n)
+        lines.append(f"  {action['kind']} {action['bulk_action_id']} {action['source']}: {action['status']}"
+                     + (f" ({shown})" if shown else ""))
     for problem in summary["refused_or_failed"]:
         lines.append(f"  ! {problem}")
     lines.append(f"  store: {home.store_file}")
+    lines.append(f"  bulk actions: retention status --home {home.root}")
     return "\n".join(lines)
 
 
@@ -163,7 +212,7 @@ def cmd_demo(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     started = time.monotonic()
     demo_data.generate_snapshot(snapshot_dir, contacts=args.contacts, seed=args.seed, as_of=as_of, fmt=args.format)
     progress(f"generated in {time.monotonic() - started:.1f}s: {snapshot_dir}")
-    if not any(home.requests_inbox.iterdir()):
+    if not any(home.requests_inbox.iterdir()) and args.contacts >= 1_000:
         demo_data.write_sample_requests(home.requests_inbox, snapshot_dir, as_of=as_of, seed=args.seed)
     if not load_rules(home.rules_file).rules:
         home.rules_file.write_text(demo_data.SAMPLE_RULES_YAML)
@@ -176,8 +225,11 @@ def cmd_demo(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
             f"  rules: {home.rules_file}\n"
             f"  look at a contact: retention show c-0000001 --home {home.root}\n"
             f"  open the Dagster UI: retention ui --home {home.root}  (then http://127.0.0.1:3000)")
+    if summary["refused_or_failed"]:
+        text += ("\n\nThe demo's refusals are on purpose: a request by a non-admin (R1) and contacts in active "
+                 "campaigns or workflows that a rule may not delete (R11).")
     _emit(args, summary, text)
-    return EXIT_REFUSED if summary["refused_or_failed"] else EXIT_OK
+    return EXIT_OK if summary["success"] else EXIT_REFUSED
 
 
 def cmd_show(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
@@ -192,6 +244,107 @@ def cmd_show(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     lines.append("  enrollments: " + ", ".join(f"{k} {v}" for k, v in contact["enrollments"].items()))
     _emit(args, contact, "\n".join(lines))
     return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
+    _require_home(home)
+    settings = load_settings(home.settings_file)
+    with Store(home, memory_limit=settings.memory_limit).connect() as con:
+        preview = preview_run(con, home, as_of=as_of, settings=settings, rules=load_rules(home.rules_file),
+                              progress=_progress(args))
+    actions = []
+    for action in preview.plan.actions:
+        items = [{k: item[k] for k in ("contact_id", "outcome", "reason")}
+                 for item in preview.items if item["bulk_action_id"] == action.bulk_action_id]
+        actions.append({"source": action.source, "source_ref": action.source_ref, "requested_by": action.requested_by,
+                        "regulation": action.regulation, "preview_only": action.preview,
+                        "rejection": action.rejection, "counts": {"total": action.total, **action.counts},
+                        "items": items})
+    lines = [f"Plan as of {as_of.isoformat()} (nothing changed):"]
+    for action in actions:
+        draft = " [draft rule: preview only]" if action["preview_only"] else ""
+        counts = ", ".join(f"{n} {k}" for k, n in action["counts"].items() if k != "total" and n) or "nothing"
+        lines.append(f"  {action['source']}{draft} by {action['requested_by']}: {counts}")
+        for item in action["items"]:
+            lines.append(f"    {item['contact_id'] or '-'}  {item['outcome']}"
+                         + (f"  ({item['reason']})" if item["reason"] else ""))
+    if not actions:
+        lines.append("  nothing to do")
+    _emit(args, {"as_of": as_of.isoformat(), "bulk_actions": actions}, "\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_delete(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
+    from pipelines.runner import execute_job
+
+    _require_home(home)
+    if args.confirm != CONFIRMATION_WORD:
+        raise InputError(f"--confirm must be exactly {CONFIRMATION_WORD} (got {args.confirm!r}); nothing was deleted")
+    filters = bool(args.tag or args.location or args.inactive_days is not None)
+    if sum(map(bool, (args.contact, filters, args.all))) != 1:
+        raise InputError("give either --contact ID..., or filters (--tag, --location, --inactive-days), or --all")
+    if args.inactive_days is not None and args.inactive_days < 0:
+        raise InputError("--inactive-days: must be 0 or more")
+    config = {"automatic_sources": False, "manual_requested_by": args.as_user,
+              "manual_contact_ids": args.contact, "manual_tags": args.tag, "manual_location": args.location or "",
+              "manual_inactive_days": -1 if args.inactive_days is None else args.inactive_days,
+              "manual_all": args.all}
+    started = time.monotonic()
+    result = execute_job(home, "manual_delete_job", as_of=as_of, echo_progress=not args.json,
+                         tags={"retention/command": "delete"},
+                         extra_config={"ops": {"deletion_plan": {"config": config}}})
+    summary = _with_bulk_actions({"run_id": result.run_id, "as_of": as_of.isoformat(), "success": result.success,
+                                  "seconds": round(time.monotonic() - started, 2)}, home, result.run_id)
+    _emit(args, summary, _summary_text(summary, home))
+    return EXIT_REFUSED if summary["refused_or_failed"] else EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
+    _require_home(home)
+    with Store(home).connect(read_only=True) as con:
+        actions = bulk_actions(con, args.bulk_action_id)
+    if args.bulk_action_id:
+        if not actions:
+            raise InputError(f"no bulk action {args.bulk_action_id} (see `retention status`)")
+        action = actions[0]
+        lines = [_action_line(action)] + [
+            f"  {item['contact_id'] or '-'}  {item['outcome']}" + (f"  ({item['reason']})" if item["reason"] else "")
+            for item in action["items"]]
+        _emit(args, action, "\n".join(lines))
+        return EXIT_OK
+    _emit(args, {"bulk_actions": actions}, "\n".join(map(_action_line, actions)) or "no bulk actions yet")
+    return EXIT_OK
+
+
+def _action_line(action: dict[str, Any]) -> str:
+    counts = ", ".join(f"{n:,} {k}" for k, n in action["counts"].items() if n or k == "total")
+    return (f"{action['bulk_action_id']}  {action['kind']:<7} {action['status']:<9} {action['created_at']}  "
+            f"{action['source']} by {action['requested_by']}: {counts}")
+
+
+def cmd_requests(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
+    _require_home(home)
+    with Store(home).connect(read_only=True) as con:
+        records = request_records(con, as_of=as_of)
+    lines = []
+    for record in records:
+        flag = {"overdue": "  OVERDUE", "due_soon": "  due within 7 days"}.get(record["deadline"] or "", "")
+        lines.append(f"{record['file']}  {record['request_id'] or '-'}  {record['kind'] or '-'}  "
+                     f"{record['regulation'] or '-'}  {record['status']}  due {record['due_at'] or '-'}{flag}"
+                     + (f"  ({record['reason']})" if record["reason"] else ""))
+    _emit(args, {"requests": records}, "\n".join(lines) or "no request files seen yet")
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
+    _require_home(home)
+    verification = AuditLog(home.audit_file).verify()
+    document = {"ok": verification.ok, "entries": verification.entries, "path": verification.path,
+                "first_bad_entry": verification.first_bad_entry}
+    text = (f"audit log {verification.path}: {verification.entries} entries, chain intact" if verification.ok else
+            f"audit log {verification.path}: broken at entry {verification.first_bad_entry}: {verification.reason}")
+    _emit(args, document, text)
+    return EXIT_OK if verification.ok else EXIT_REFUSED
 
 
 def cmd_ui(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
@@ -210,7 +363,8 @@ def cmd_ui(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Home, datetime], int]] = {
-    "init": cmd_init, "demo": cmd_demo, "run": cmd_run, "show": cmd_show, "ui": cmd_ui,
+    "init": cmd_init, "demo": cmd_demo, "run": cmd_run, "plan": cmd_plan, "delete": cmd_delete,
+    "status": cmd_status, "requests": cmd_requests, "show": cmd_show, "audit": cmd_audit, "ui": cmd_ui,
 }
 
 if __name__ == "__main__":

@@ -2,12 +2,21 @@
 
 import dagster as dg
 
+from assets.deletion import applied_deletions, contact_backups, deletion_plan
+
 compliance_job = dg.define_asset_job(
     "compliance_job",
     selection=dg.AssetSelection.all(),
     # One process: DuckDB allows one writer, and the run shares one store connection.
     executor_def=dg.in_process_executor,
     description="One compliance run: ingest, decide, back up, delete, restore, purge, prove.",
+)
+
+manual_delete_job = dg.define_asset_job(
+    "manual_delete_job",
+    selection=dg.AssetSelection.assets(deletion_plan, contact_backups, applied_deletions),
+    executor_def=dg.in_process_executor,
+    description="A manual bulk delete (`retention delete`): plan, back up, delete; no requests or rules.",
 )
 
 daily_compliance_schedule = dg.ScheduleDefinition(

@@ -117,3 +117,16 @@ def con(home: Home):
     connection = Store(home).connect()
     yield connection
     connection.close()
+
+
+def store_contents(con, exclude_columns: tuple[str, ...] = ()) -> dict[str, list[tuple]]:
+    """Every table of the store with its rows in a stable order, to prove a step changed nothing (or the same)."""
+    tables = [row[0] for row in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+        "AND table_catalog = current_database() ORDER BY table_name").fetchall()]
+    contents = {}
+    for table in tables:
+        columns = [row[0] for row in con.execute(f"DESCRIBE {table}").fetchall() if row[0] not in exclude_columns]
+        rows = con.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()
+        contents[table] = sorted(rows, key=repr)
+    return contents

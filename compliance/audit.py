@@ -1,0 +1,233 @@
+"""The audit trail: an append-only file of hash-chained JSON lines that holds no raw email or phone."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+GENESIS = "0" * 64
+KEYS = frozenset({"seq", "at", "event", "fields", "prev", "hash"})
+
+_PHONE_NOISE = re.compile(r"[\s\-().]")
+_TAIL_CHUNK = 1 << 16
+
+
+class AuditError(Exception):
+    """The log cannot be appended to or read: its last line is not a complete entry."""
+
+
+@dataclass(frozen=True)
+class AuditVerification:
+    """The result of walking the hash chain."""
+
+    ok: bool
+    entries: int
+    path: str
+    first_bad_entry: int | None
+    reason: str | None
+
+
+def canonical(value: Any) -> str:
+    """The one JSON text of a value that hashes are taken over."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def entry_hash(entry: dict) -> str:
+    """sha256 hex of an entry's canonical JSON without its own hash."""
+    return hashlib.sha256(canonical({k: v for k, v in entry.items() if k != "hash"}).encode()).hexdigest()
+
+
+def personal_data_kind(text: str) -> str | None:
+    """'email' or 'phone' when the text looks like one, else None.
+
+    An email is anything with an '@' followed later by a dot; a phone is 7 or more digits once spaces, dashes,
+    parentheses, dots and a leading + are removed.
+    """
+    at = text.find("@")
+    if at >= 0 and "." in text[at + 1:]:
+        return "email"
+    digits = _PHONE_NOISE.sub("", text.strip())
+    digits = digits[1:] if digits.startswith("+") else digits
+    if len(digits) >= 7 and digits.isascii() and digits.isdigit():
+        return "phone"
+    return None
+
+
+class AuditLog:
+    """One audit log file: each line an entry carrying the hash of the one before."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def append(self, event: str, at: datetime, **fields: Any) -> dict:
+        """Append one entry under an exclusive lock, chained to the last one, and fsync it.
+
+        Args:
+            event: what happened, e.g. "backup_written".
+            at: when (the run's clock); stored as ISO 8601 UTC.
+            **fields: JSON-able details; dates and datetimes become ISO text.
+
+        Returns:
+            The entry written, with its seq, prev and hash.
+
+        Raises:
+            ValueError: a field (or the event) holds something that looks like an email address or phone number.
+            AuditError: the log ends in a line that is not a complete entry, so nothing can be chained to it.
+        """
+        event = _clean(event, "event")
+        fields = _clean(fields, "fields")
+        if not isinstance(event, str) or not event:
+            raise ValueError("audit event must be a non-empty string")
+        created = not self.path.parent.exists()
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if created:
+            self.path.parent.chmod(0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            last = _last_entry(fd, self.path)
+            entry = {
+                "seq": last["seq"] + 1 if last else 1,
+                "at": _utc_iso(at),
+                "event": event,
+                "fields": fields,
+                "prev": last["hash"] if last else GENESIS,
+            }
+            entry["hash"] = entry_hash(entry)
+            os.write(fd, (canonical(entry) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return entry
+
+    def entries(self) -> list[dict]:
+        """Every entry, oldest first.
+
+        Raises:
+            AuditError: a line is not a JSON object.
+        """
+        result = []
+        for number, line in self._lines():
+            parsed = _parse(line)
+            if parsed is None:
+                raise AuditError(f"{self.path}: line {number} is not a JSON object")
+            result.append(parsed)
+        return result
+
+    def verify(self) -> AuditVerification:
+        """Walk the hash chain from the first line to the last.
+
+        Returns:
+            ok with the number of entries, or the first bad entry (its 1-based line number) and why.
+        """
+        prev, count = GENESIS, 0
+        for number, line in self._lines():
+            entry = _parse(line)
+            reason = None
+            if entry is None:
+                reason = "not a JSON object"
+            elif set(entry) != KEYS:
+                reason = f"keys {sorted(entry)} are not {sorted(KEYS)}"
+            elif entry["seq"] != number:
+                reason = f"seq {entry['seq']!r} where {number} was expected (an entry was removed or reordered)"
+            elif entry["prev"] != prev:
+                reason = "prev does not match the hash of the entry before"
+            elif entry["hash"] != entry_hash(entry):
+                reason = "hash does not match the entry's content (it was edited)"
+            if reason:
+                return AuditVerification(False, count, str(self.path), number, reason)
+            prev, count = entry["hash"], number
+        return AuditVerification(True, count, str(self.path), None, None)
+
+    def head(self) -> tuple[int, str]:
+        """(number of entries, hash of the last one); (0, GENESIS) for an empty or missing log.
+
+        Raises:
+            AuditError: the last line is not a complete entry.
+        """
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return 0, GENESIS
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            last = _last_entry(fd, self.path)
+        finally:
+            os.close(fd)
+        return (last["seq"], last["hash"]) if last else (0, GENESIS)
+
+    def _lines(self) -> Iterator[tuple[int, str]]:
+        try:
+            handle = self.path.open("r", encoding="utf-8", errors="replace", newline="\n")
+        except FileNotFoundError:
+            return
+        with handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+            for number, line in enumerate(handle, start=1):
+                yield number, line.rstrip("\n")
+
+
+def _utc_iso(value: datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _clean(value: Any, where: str) -> Any:
+    """The value as plain JSON data, refusing anything that looks like an email or phone, keys included."""
+    if isinstance(value, datetime):
+        return _utc_iso(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, str):
+        kind = personal_data_kind(value)
+        if kind:
+            raise ValueError(f"audit {where}: refused, it looks like a raw {kind}; log a contact id or keyed hash")
+        return value
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, dict):
+        return {_clean(str(key), f"{where} key"): _clean(item, f"{where}.{key}") for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        return [_clean(item, f"{where}[{index}]") for index, item in enumerate(items)]
+    raise TypeError(f"audit {where}: {type(value).__name__} is not JSON data")
+
+
+def _parse(line: str) -> dict | None:
+    try:
+        parsed = json.loads(line)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _last_entry(fd: int, path: Path) -> dict | None:
+    """The last line of the file as an entry, read backwards from the end (the log can be long)."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return None
+    if os.pread(fd, 1, size - 1) != b"\n":
+        raise AuditError(f"{path}: the last line is incomplete (no newline); run `retention audit verify`")
+    end, start, tail = size - 1, size - 1, b""
+    while start > 0:
+        step = min(_TAIL_CHUNK, start)
+        start -= step
+        tail = os.pread(fd, step, start) + tail
+        if b"\n" in tail[: end - start]:
+            break
+    line = tail[: end - start].rsplit(b"\n", 1)[-1]
+    entry = _parse(line.decode("utf-8", errors="replace"))
+    if entry is None or not isinstance(entry.get("seq"), int) or not isinstance(entry.get("hash"), str):
+        raise AuditError(f"{path}: the last line is not an audit entry; run `retention audit verify`")
+    return entry

@@ -1,0 +1,112 @@
+"""Bulk action and request records: the Bulk Actions page, the requests view, and their audit trail entries."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import duckdb
+
+from compliance.audit import AuditLog
+
+DONE_FIELD = {"delete": "deleted", "restore": "restored", "purge": "purged"}
+_ACTION_COLUMNS = ("bulk_action_id", "kind", "source", "source_ref", "requested_by", "regulation", "created_at",
+                   "applied_at", "status", "reason", "run_id", "total", "done", "blocked", "rejected", "not_found",
+                   "already_done", "failed")
+_REQUEST_COLUMNS = ("file", "request_id", "kind", "regulation", "requested_by", "status", "reason", "received_at",
+                    "due_at", "bulk_action_id", "seen_at", "subjects")
+DUE_SOON_DAYS = 7
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
+
+
+def _action_document(row: tuple, iso: bool = True) -> dict[str, Any]:
+    record = dict(zip(_ACTION_COLUMNS, row))
+    counts = {"total": record.pop("total"), DONE_FIELD[record["kind"]]: record.pop("done")}
+    for outcome in ("blocked", "rejected", "not_found", "already_done", "failed"):
+        counts[outcome] = record.pop(outcome)
+    return {**{key: _iso(value) if iso else value for key, value in record.items()}, "counts": counts}
+
+
+def bulk_actions(con: duckdb.DuckDBPyConnection, bulk_action_id: str | None = None) -> list[dict[str, Any]]:
+    """The Bulk Actions page (R8): every bulk action, newest first, or one with its items.
+
+    Args:
+        con: a store connection.
+        bulk_action_id: one bulk action to show with its per-contact items.
+
+    Returns:
+        The `status --json` objects of PRODUCT.md section 3.
+    """
+    where, params = ("WHERE bulk_action_id = ?", [bulk_action_id]) if bulk_action_id else ("", [])
+    rows = con.execute(f"SELECT {', '.join(_ACTION_COLUMNS)} FROM bulk_actions {where} "
+                       "ORDER BY applied_at DESC NULLS LAST, created_at DESC, bulk_action_id", params).fetchall()
+    documents = [_action_document(row) for row in rows]
+    if bulk_action_id and documents:
+        items = con.execute("SELECT contact_id, outcome, reason FROM bulk_action_items WHERE bulk_action_id = ? "
+                            "ORDER BY contact_id NULLS LAST, reason", [bulk_action_id]).fetchall()
+        documents[0]["items"] = [dict(zip(("contact_id", "outcome", "reason"), item)) for item in items]
+    return documents
+
+
+def request_records(con: duckdb.DuckDBPyConnection, *, as_of: datetime) -> list[dict[str, Any]]:
+    """Every request file seen, with status, reason, due date and whether it is overdue or due soon.
+
+    Args:
+        con: a store connection.
+        as_of: the clock against which deadlines are judged.
+
+    Returns:
+        The `requests --json` objects of PRODUCT.md section 3, plus `deadline`: overdue, due_soon, met or null.
+    """
+    rows = con.execute(f"SELECT {', '.join(_REQUEST_COLUMNS)} FROM requests ORDER BY seen_at, file, request_id"
+                       ).fetchall()
+    records = []
+    for row in rows:
+        record = dict(zip(_REQUEST_COLUMNS, row))
+        record["deadline"] = _deadline(record, as_of)
+        records.append({key: _iso(value) for key, value in record.items()})
+    return records
+
+
+def _deadline(record: dict[str, Any], as_of: datetime) -> str | None:
+    due = record["due_at"]
+    if due is None or record["status"] in ("quarantined", "duplicate"):
+        return None
+    if record["status"] in ("applied", "rejected"):
+        return "answered"
+    if as_of > due:
+        return "overdue"
+    return "due_soon" if as_of + timedelta(days=DUE_SOON_DAYS) >= due else "open"
+
+
+def audit_new_records(con: duckdb.DuckDBPyConnection, log: AuditLog, *, at: datetime) -> int:
+    """Append to the audit trail every bulk action and final request record not yet in it.
+
+    Entries carry ids, counts, statuses and reasons, never an email or phone. A crash between the append and
+    the flag update repeats an entry on the next run rather than losing it.
+
+    Args:
+        con: a writable store connection.
+        log: the audit log.
+        at: the run's clock.
+
+    Returns:
+        The number of entries appended.
+    """
+    appended = 0
+    for row in con.execute(f"SELECT {', '.join(_ACTION_COLUMNS)} FROM bulk_actions WHERE NOT audited "
+                           "ORDER BY applied_at, bulk_action_id").fetchall():
+        document = _action_document(row, iso=False)
+        log.append(f"bulk_action.{document['kind']}", at, **document)
+        con.execute("UPDATE bulk_actions SET audited = true WHERE bulk_action_id = ?", [document["bulk_action_id"]])
+        appended += 1
+    for row in con.execute(f"SELECT rowid, {', '.join(_REQUEST_COLUMNS)} FROM requests WHERE NOT audited AND status "
+                           "IN ('applied', 'rejected', 'quarantined', 'duplicate') ORDER BY seen_at, file").fetchall():
+        record = dict(zip(_REQUEST_COLUMNS, row[1:]))
+        log.append(f"request.{record['status']}", at, **record)
+        con.execute("UPDATE requests SET audited = true WHERE rowid = ?", [row[0]])
+        appended += 1
+    return appended

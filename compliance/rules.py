@@ -1,0 +1,125 @@
+"""Rule triggers: one small class per trigger, found by name in a registry; each turns into one SQL predicate."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Callable, ClassVar
+
+from compliance.errors import InputError
+
+TRIGGERS: dict[str, type["Trigger"]] = {}
+
+
+def register(name: str) -> Callable[[type["Trigger"]], type["Trigger"]]:
+    """Class decorator adding a trigger to the registry under `name`."""
+    def add(cls: type[Trigger]) -> type[Trigger]:
+        cls.name = name
+        TRIGGERS[name] = cls
+        return cls
+    return add
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class Trigger:
+    """A condition over contacts (alias `c`); `value` is what the rule or command line gave."""
+
+    name: ClassVar[str]
+
+    def __init__(self, value: Any):
+        self.value = self.validate(value)
+
+    def validate(self, value: Any) -> Any:
+        return value
+
+    def sql(self, as_of: datetime) -> str:
+        raise NotImplementedError
+
+
+@register("tags_any")
+class TagsAny(Trigger):
+    """The contact carries at least one of the tags (case-insensitive)."""
+
+    def validate(self, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) and v.strip()
+                                                                          for v in value):
+            raise ValueError("tags_any takes a non-empty list of tag names")
+        return tuple(v.strip().lower() for v in value)
+
+    def sql(self, as_of: datetime) -> str:
+        tags = ", ".join(_quote(tag) for tag in self.value)
+        return f"list_has_any(list_transform(coalesce(c.tags, []), lambda t: lower(t)), [{tags}])"
+
+
+@register("inactive_days")
+class InactiveDays(Trigger):
+    """No activity for at least N days before the run's clock (never active: counted from creation)."""
+
+    def validate(self, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError("inactive_days takes a whole number of days, 0 or more")
+        return value
+
+    def sql(self, as_of: datetime) -> str:
+        return (f"coalesce(c.last_activity_at, c.created_at) <= "
+                f"TIMESTAMPTZ '{as_of.isoformat()}' - INTERVAL {self.value} DAY")
+
+
+@register("dnd")
+class DoNotDisturb(Trigger):
+    """The contact's do-not-disturb flag equals the value."""
+
+    def validate(self, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError("dnd takes true or false")
+        return value
+
+    def sql(self, as_of: datetime) -> str:
+        return f"coalesce(c.dnd, false) = {str(self.value).lower()}"
+
+
+@register("location")
+class Location(Trigger):
+    """The contact belongs to the location (a sub-account)."""
+
+    def validate(self, value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError("location takes a location id")
+        return value.strip()
+
+    def sql(self, as_of: datetime) -> str:
+        return f"c.location_id = {_quote(self.value)}"
+
+
+def build_triggers(spec: dict[str, Any]) -> list[Trigger]:
+    """Instantiate the triggers a rule or a command names.
+
+    Args:
+        spec: trigger name -> value, e.g. {"tags_any": ["Unsubscribed"], "inactive_days": 365}.
+
+    Returns:
+        The triggers, all of which must hold.
+
+    Raises:
+        ValueError: naming an unknown trigger with the valid names, or a bad value.
+    """
+    triggers = []
+    for name, value in spec.items():
+        if name not in TRIGGERS:
+            raise ValueError(f"unknown trigger '{name}' (valid: {', '.join(sorted(TRIGGERS))})")
+        triggers.append(TRIGGERS[name](value))
+    return triggers
+
+
+def predicate(spec: dict[str, Any], as_of: datetime) -> str:
+    """One SQL predicate over contacts `c` for all of the triggers (TRUE for none: a select-all)."""
+    try:
+        triggers = build_triggers(spec)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    return " AND ".join(f"({t.sql(as_of)})" for t in triggers) or "TRUE"
+

@@ -1,0 +1,44 @@
+"""Who may delete and restore (R1): an active admin of the newest staff table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """The verdict on one requester: the staff user_id found, and why it is refused (None when allowed)."""
+
+    user_id: str | None
+    refusal: str | None
+
+    @property
+    def allowed(self) -> bool:
+        return self.refusal is None
+
+
+def authorize(con: duckdb.DuckDBPyConnection, who: str | None) -> Authorization:
+    """Check that `who` (a staff user_id or email) is an active admin.
+
+    Args:
+        con: a store connection.
+        who: the requester as written in the request, rule or command.
+
+    Returns:
+        The staff user_id and, when refused, the reason.
+    """
+    if not who or not who.strip():
+        return Authorization(None, "no requester given: only an active admin can delete or restore")
+    row = con.execute(
+        "SELECT user_id, role, active FROM staff WHERE user_id = ? OR lower(trim(email)) = lower(trim(?)) "
+        "ORDER BY user_id = ? DESC LIMIT 1", [who.strip(), who, who.strip()]).fetchone()
+    if row is None:
+        return Authorization(None, f"{who.strip()} is not a staff member: only an active admin can delete or restore")
+    user_id, role, active = row
+    if role != "admin":
+        return Authorization(user_id, f"{user_id} is not an admin (role {role}): only admins can delete or restore")
+    if not active:
+        return Authorization(user_id, f"{user_id} is an inactive admin: only active admins can delete or restore")
+    return Authorization(user_id, None)

@@ -1,0 +1,157 @@
+"""settings.yaml and rules.yaml: defaults, the files `init` writes, and messages that name the file, key and allowed values."""
+
+from __future__ import annotations
+
+import pytest
+
+from compliance.errors import InputError
+from compliance.settings import Rules, Settings, load_rules, load_settings
+
+RULE = "{{name: {name}, status: published, owner: u-admin-1, trigger: {trigger}}}"
+
+
+def rules_yaml(*rules: tuple[str, str]) -> str:
+    return "rules:\n" + "".join(f"  - {RULE.format(name=name, trigger=trigger)}\n" for name, trigger in rules)
+
+
+def test_missing_files_mean_the_defaults(tmp_path):
+    settings = load_settings(tmp_path / "settings.yaml")
+
+    assert settings == Settings()
+    assert settings.restore_window_days == 60 and settings.backup_retention_days == 60
+    assert settings.cascade.model_dump() == dict(conversations="delete", notes="delete", tasks="delete",
+                                                 activities="delete")
+    assert settings.active_enrollment == "block" and settings.backup_formats == ("csv", "parquet")
+    assert load_rules(tmp_path / "rules.yaml") == Rules() and load_rules(tmp_path / "rules.yaml").rules == ()
+
+
+def test_the_files_init_writes_load_as_the_defaults(home):
+    assert home.settings_file.read_text().strip() and home.rules_file.read_text().strip()
+
+    assert load_settings(home.settings_file) == Settings()
+    assert load_rules(home.rules_file) == Rules()
+
+
+def test_values_given_override_the_defaults(tmp_path):
+    path = tmp_path / "settings.yaml"
+    path.write_text("restore_window_days: 30\ncascade: {notes: retain}\nbackup_formats: [parquet]\n")
+
+    settings = load_settings(path)
+
+    assert settings.restore_window_days == 30 and settings.backup_retention_days == 60
+    assert settings.cascade.notes == "retain" and settings.cascade.tasks == "delete"
+    assert settings.backup_formats == ("parquet",)
+
+
+@pytest.mark.parametrize(("text", "fragments"), [
+    ("restore_window: 30\n", ["unknown key", "restore_window", "restore_window_days", "backup_retention_days",
+                              "cascade", "active_enrollment", "backup_formats"]),
+    ("cascade: {emails: delete}\n", ["unknown key", "cascade.emails", "conversations", "notes", "tasks",
+                                     "activities"]),
+])
+def test_an_unknown_key_names_the_file_the_key_and_the_allowed_keys(tmp_path, text, fragments):
+    path = tmp_path / "settings.yaml"
+    path.write_text(text)
+
+    with pytest.raises(InputError) as raised:
+        load_settings(path)
+
+    assert str(path) in str(raised.value)
+    for fragment in fragments:
+        assert fragment in str(raised.value)
+
+
+@pytest.mark.parametrize(("text", "key", "allowed"), [
+    ("active_enrollment: maybe\n", "active_enrollment", ["block", "remove"]),
+    ("cascade: {notes: keep}\n", "cascade.notes", ["delete", "retain"]),
+    ("backup_formats: [csv, xml]\n", "backup_formats", ["csv", "parquet"]),
+])
+def test_a_bad_value_names_the_allowed_values(tmp_path, text, key, allowed):
+    path = tmp_path / "settings.yaml"
+    path.write_text(text)
+
+    with pytest.raises(InputError) as raised:
+        load_settings(path)
+
+    message = str(raised.value)
+    assert str(path) in message and key in message
+    for value in allowed:
+        assert value in message
+
+
+@pytest.mark.parametrize("key", ["restore_window_days", "backup_retention_days"])
+def test_a_negative_window_is_refused(tmp_path, key):
+    path = tmp_path / "settings.yaml"
+    path.write_text(f"{key}: -1\n")
+
+    with pytest.raises(InputError, match=key):
+        load_settings(path)
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = tmp_path / "settings.yaml"
+    path.write_text("restore_window_days: 60\ncascade:\n  notes: delete\n   tasks: delete\n")
+
+    with pytest.raises(InputError) as raised:
+        load_settings(path)
+
+    assert str(path) in str(raised.value) and "line 4" in str(raised.value)
+
+
+def test_settings_must_be_a_mapping(tmp_path):
+    path = tmp_path / "settings.yaml"
+    path.write_text("- restore_window_days\n")
+
+    with pytest.raises(InputError, match="mapping"):
+        load_settings(path)
+
+
+def test_no_backup_format_is_refused(tmp_path):
+    path = tmp_path / "settings.yaml"
+    path.write_text("backup_formats: []\n")
+
+    with pytest.raises(InputError, match="backup_formats"):
+        load_settings(path)
+
+
+def test_rules_load(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(rules_yaml(("remove-unsubscribed", "{tags_any: [Unsubscribed]}"),
+                               ("old-dnd", "{inactive_days: 365, dnd: true}")))
+
+    rules = load_rules(path).rules
+
+    assert [rule.name for rule in rules] == ["remove-unsubscribed", "old-dnd"]
+    assert rules[0].status == "published" and rules[0].owner == "u-admin-1" and rules[0].action == "delete_contact"
+
+
+def test_a_rule_with_an_unknown_trigger_lists_the_valid_ones(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(rules_yaml(("r", "{tag: [Unsubscribed]}")))
+
+    with pytest.raises(InputError) as raised:
+        load_rules(path)
+
+    message = str(raised.value)
+    assert str(path) in message and "tag" in message
+    for valid in ("tags_any", "inactive_days", "dnd"):
+        assert valid in message
+
+
+@pytest.mark.parametrize("trigger", ["{}", "{tags_any: []}"])
+def test_a_rule_with_an_empty_trigger_is_refused(tmp_path, trigger):
+    path = tmp_path / "rules.yaml"
+    path.write_text(rules_yaml(("match-everyone", trigger)))
+
+    with pytest.raises(InputError, match="trigger"):
+        load_rules(path)
+
+
+def test_duplicate_rule_names_are_refused(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(rules_yaml(("same", "{dnd: true}"), ("same", "{inactive_days: 30}")))
+
+    with pytest.raises(InputError) as raised:
+        load_rules(path)
+
+    assert "unique" in str(raised.value) and "same" in str(raised.value)
