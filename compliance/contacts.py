@@ -6,19 +6,22 @@ from datetime import datetime, timedelta
 
 import duckdb
 
+from compliance.keys import KeyedHasher
 from compliance.schema import ASSOCIATED, MEMBERSHIPS
 
 _ENROLLMENT_NAMES = {"campaign_enrollments": "campaigns", "workflow_enrollments": "workflows",
                      "list_memberships": "lists"}
 
 
-def show_contact(con: duckdb.DuckDBPyConnection, contact_id: str, *, restore_window_days: int) -> dict:
+def show_contact(con: duckdb.DuckDBPyConnection, contact_id: str, *, restore_window_days: int,
+                 hasher: KeyedHasher | None = None) -> dict:
     """The contact's state, deletion dates, associated rows and enrollments.
 
     Args:
         con: a store connection.
         contact_id: the CRM contact id.
         restore_window_days: the settings' restore window, for restorable_until.
+        hasher: the home's keyed hashes, to recognise a purged contact (kept only as a hash of its id).
 
     Returns:
         The `show --json` document of PRODUCT.md section 3.
@@ -29,17 +32,24 @@ def show_contact(con: duckdb.DuckDBPyConnection, contact_id: str, *, restore_win
     state, deleted_at, restored_at = lifecycle if lifecycle else ("active" if in_store else "unknown", None, None)
     if state == "active" and not in_store:
         state = "unknown"
+    purged = None
+    if state == "unknown" and hasher is not None:
+        purged = con.execute("SELECT deleted_at, purged_at FROM purged_contacts WHERE contact_hash = ?",
+                             [hasher.hash("contact_id", contact_id)]).fetchone()
+        if purged:
+            state, deleted_at = "purged", purged[0]
     counts = {
         spec.name: con.execute(f"SELECT count(*) FROM {spec.name} WHERE contact_id = ?", [contact_id]).fetchone()[0]
         for spec in ASSOCIATED + MEMBERSHIPS
     }
-    deleted = state == "deleted"
+    deleted = state in ("deleted", "purged")
     return {
         "contact_id": contact_id,
         "state": state,
         "deleted_at": _iso(deleted_at) if deleted else None,
         "restorable_until": _iso(deleted_at + timedelta(days=restore_window_days)) if deleted else None,
         "restored_at": _iso(restored_at),
+        "purged_at": _iso(purged[1]) if purged else None,
         "associated": {spec.name: counts[spec.name] for spec in ASSOCIATED},
         "enrollments": {_ENROLLMENT_NAMES[spec.name]: counts[spec.name] for spec in MEMBERSHIPS},
     }

@@ -16,7 +16,7 @@ from compliance.keys import KeyedHasher
 from compliance.rules import predicate
 from compliance.schema import ASSOCIATED, MEMBERSHIPS
 from compliance.settings import Rules, Settings
-from compliance.staff import authorize
+from compliance.staff import authorize, recorded_requester
 from compliance.store import transaction
 
 Progress = Callable[[str], None]
@@ -180,12 +180,13 @@ def _plan_sources(con: duckdb.DuckDBPyConnection, rules: Rules, as_of: datetime,
         if rule.status == "published" or include_drafts:
             authorization = authorize(con, rule.owner)
             sources.append([new_bulk_action_id(as_of), len(sources), "rule", f"rule {rule.name}", rule.name,
-                            authorization.user_id or rule.owner, None, False, authorization.refusal,
-                            rule.status != "published"])
+                            authorization.user_id or recorded_requester(rule.owner), None, False,
+                            authorization.refusal, rule.status != "published"])
     if manual is not None:
         authorization = authorize(con, manual.requested_by)
         sources.append([new_bulk_action_id(as_of), len(sources), "manual", "manual", manual.describe(),
-                        authorization.user_id or manual.requested_by, None, False, authorization.refusal, False])
+                        authorization.user_id or recorded_requester(manual.requested_by), None, False,
+                        authorization.refusal, False])
     # Previews never claim a contact ahead of a source that will really delete it.
     sources.sort(key=lambda source: (source[9], source[1]))
     for ord_, source in enumerate(sources):

@@ -399,23 +399,26 @@ def _judge(rows: list[_Row], names: list[str], settings: Settings,
         context = _context(gx, docs_dir)
         batch = (context.data_sources.add_pandas("retention_store").add_dataframe_asset("invariant_measures")
                  .add_batch_definition_whole_dataframe("this_run"))
-        suite = context.suites.add(gx.ExpectationSuite(name=SUITE_NAME))
-        for name in names:
-            for expectation in _expectations(gx, name, settings):
-                suite.add_expectation(expectation)
+        # Built whole, then stored once: add_expectation would re-save the suite after each expectation.
+        suite = context.suites.add(gx.ExpectationSuite(
+            name=SUITE_NAME, expectations=[e for name in names for e in _expectations(gx, name, settings)]))
         validation = context.validation_definitions.add(
             gx.ValidationDefinition(name="retention_invariants_run", data=batch, suite=suite))
         actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=[DOCS_SITE])] if docs_dir else []
         checkpoint = context.checkpoints.add(gx.Checkpoint(
             name="retention_invariants", validation_definitions=[validation], actions=actions,
-            result_format={"result_format": "COMPLETE", "return_unexpected_index_query": False}))
+            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["check", "subject"],
+                           "return_unexpected_index_query": False}))
         outcome = checkpoint.run(batch_parameters={"dataframe": frame})
     verdicts = {name: _Verdict() for name in names}
+    positions = {(row.invariant, row.check, row.subject): index for index, row in enumerate(rows)}
     for suite_result in outcome.run_results.values():
         for result in suite_result.results:
-            verdict = verdicts[result.expectation_config.meta["invariant"]]
+            name = result.expectation_config.meta["invariant"]
+            verdict = verdicts[name]
             verdict.success = verdict.success and bool(result.success)
-            verdict.failed_rows.update(int(i) for i in (result.result or {}).get("unexpected_index_list") or ())
+            for failed in (result.result or {}).get("unexpected_index_list") or ():
+                verdict.failed_rows.add(positions[(name, failed["check"], failed["subject"])])
             info = result.exception_info or {}
             if info.get("raised_exception"):
                 verdict.errors.append(_first_line(info.get("exception_message") or "GX raised an exception"))

@@ -2,32 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
 import duckdb
 
-from compliance.deletion import Plan, build_plan, plan_items
+from compliance.deletion import OUTCOMES, build_plan, plan_items
 from compliance.home import Home
 from compliance.ingest import ingest_snapshots
 from compliance.intake import take_requests
 from compliance.keys import KeyedHasher
+from compliance.purge import purge_candidates_sql
+from compliance.restore import RESTORE_OUTCOMES, plan_restores
 from compliance.settings import Rules, Settings
 from compliance.store import rolled_back
 
-
-@dataclass(frozen=True)
-class Preview:
-    """A run's decisions, per bulk action and per contact; nothing was changed."""
-
-    plan: Plan
-    items: list[dict[str, Any]]
+_ITEM = ("contact_id", "outcome", "reason")
 
 
 def preview_run(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datetime, settings: Settings, rules: Rules,
-                progress: Callable[[str], None] = lambda message: None) -> Preview:
-    """Ingest, take requests and plan exactly as a run would, draft rules included, then roll it all back.
+                progress: Callable[[str], None] = lambda message: None) -> list[dict[str, Any]]:
+    """Ingest, take requests and decide deletes, restores and the purge exactly as a run would, then roll back.
+
+    Draft rules are included, marked preview_only.
 
     Args:
         con: a writable store connection (written inside a transaction that is rolled back).
@@ -38,12 +35,36 @@ def preview_run(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datetime, 
         progress: called with a line per long step.
 
     Returns:
-        The plan with its per-contact items.
+        One document per bulk action the run would record, with its per-contact items.
     """
+    hasher = KeyedHasher(home.secret())
     with rolled_back(con):
         ingest_snapshots(con, home, as_of=as_of, progress=progress)
         take_requests(con, home, as_of=as_of, settings=settings, move_files=False)
-        plan = build_plan(con, hasher=KeyedHasher(home.secret()), settings=settings, rules=rules, as_of=as_of,
-                          include_drafts=True)
+        plan = build_plan(con, hasher=hasher, settings=settings, rules=rules, as_of=as_of, include_drafts=True)
         items = plan_items(con)
-    return Preview(plan, items)
+        actions = [_document("delete", a.source, a.source_ref, a.requested_by, a.regulation, a.preview, a.rejection,
+                             {o: a.counts[o] for o in OUTCOMES},
+                             [i for i in items if i["bulk_action_id"] == a.bulk_action_id]) for a in plan.actions]
+        for restore in plan_restores(con, hasher=hasher, settings=settings, as_of=as_of):
+            restore_items = con.execute("SELECT contact_id, outcome, reason FROM restore_items "
+                                        "WHERE bulk_action_id = ? ORDER BY contact_id NULLS LAST",
+                                        [restore.bulk_action_id]).fetchall()
+            actions.append(_document("restore", restore.source, restore.source_ref, restore.requested_by, None, False,
+                                     restore.rejection, {o: restore.counts[o] for o in RESTORE_OUTCOMES},
+                                     [dict(zip(_ITEM, row)) for row in restore_items]))
+        due = con.execute(f"SELECT contact_id, 'purged', 'past the {settings.restore_window_days}-day restore "
+                          f"window (deleted ' || strftime(deleted_at, '%Y-%m-%d') || ')' "
+                          f"FROM ({purge_candidates_sql(settings, as_of)}) ORDER BY contact_id").fetchall()
+        if due:
+            actions.append(_document("purge", "restore window", f"{settings.restore_window_days} days", "system",
+                                     None, False, None, {"purged": len(due)}, [dict(zip(_ITEM, row)) for row in due]))
+    return actions
+
+
+def _document(kind: str, source: str, source_ref: str, requested_by: str | None, regulation: str | None,
+              preview: bool, rejection: str | None, counts: dict[str, int], items: list[dict]) -> dict[str, Any]:
+    return {"kind": kind, "source": source, "source_ref": source_ref, "requested_by": requested_by,
+            "regulation": regulation, "preview_only": preview, "rejection": rejection,
+            "counts": {"total": sum(counts.values()), **counts},
+            "items": [{key: item[key] for key in _ITEM} for item in items]}

@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 import duckdb
 
+from compliance.audit import personal_data_kind
+
+UNKNOWN_REQUESTER = "unknown staff member"
+
 
 @dataclass(frozen=True)
 class Authorization:
@@ -35,10 +39,28 @@ def authorize(con: duckdb.DuckDBPyConnection, who: str | None) -> Authorization:
         "SELECT user_id, role, active FROM staff WHERE user_id = ? OR lower(trim(email)) = lower(trim(?)) "
         "ORDER BY user_id = ? DESC LIMIT 1", [who.strip(), who, who.strip()]).fetchone()
     if row is None:
-        return Authorization(None, f"{who.strip()} is not a staff member: only an active admin can delete or restore")
+        # An unknown email or phone may be a contact's: the reason is recorded and audited, so it is not repeated.
+        kind = personal_data_kind(who)
+        who_text = f"the requester's {kind} matches no staff member" if kind else f"{who.strip()} is not a staff member"
+        return Authorization(None, f"{who_text}: only an active admin can delete or restore")
     user_id, role, active = row
     if role != "admin":
         return Authorization(user_id, f"{user_id} is not an admin (role {role}): only admins can delete or restore")
     if not active:
         return Authorization(user_id, f"{user_id} is an inactive admin: only active admins can delete or restore")
     return Authorization(user_id, None)
+
+
+def recorded_requester(who: str | None) -> str | None:
+    """How a requester who is not a known staff member is recorded: as written, unless it looks like an email or
+    phone, which is never kept raw (records and the audit trail hold no personal data).
+
+    Args:
+        who: the requester as written in the request, rule or command.
+
+    Returns:
+        The trimmed text, or UNKNOWN_REQUESTER in place of an email address or phone number.
+    """
+    if who is None:
+        return None
+    return UNKNOWN_REQUESTER if personal_data_kind(who) else who.strip()

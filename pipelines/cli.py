@@ -19,6 +19,7 @@ from compliance.clock import parse_as_of
 from compliance.contacts import show_contact
 from compliance.errors import InputError
 from compliance.home import Home
+from compliance.keys import KeyedHasher
 from compliance.intake import CONFIRMATION_WORD
 from compliance.preview import preview_run
 from compliance.records import bulk_actions, request_records
@@ -60,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("--all", action="store_true", help="every active contact")
     delete.add_argument("--as-user", required=True, help="the staff user_id or email doing it (an active admin)")
     delete.add_argument("--confirm", required=True, help="must be exactly DELETE")
+    restore = commands.add_parser("restore", help="restore deleted contacts inside the window (record only)")
+    _common(restore)
+    restore.add_argument("--contact", nargs="+", required=True, metavar="ID", help="contact ids to restore")
+    restore.add_argument("--as-user", required=True, help="the staff user_id or email doing it (an active admin)")
     status = commands.add_parser("status", help="the bulk actions, or one with its items")
     _common(status)
     status.add_argument("bulk_action_id", nargs="?")
@@ -236,10 +241,15 @@ def cmd_show(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     _require_home(home)
     settings = load_settings(home.settings_file)
     with Store(home, memory_limit=settings.memory_limit).connect(read_only=True) as con:
-        contact = show_contact(con, args.contact_id, restore_window_days=settings.restore_window_days)
+        contact = show_contact(con, args.contact_id, restore_window_days=settings.restore_window_days,
+                               hasher=KeyedHasher(home.secret()))
     lines = [f"{contact['contact_id']}: {contact['state']}"]
-    if contact["deleted_at"]:
+    if contact["state"] == "deleted":
         lines.append(f"  deleted at {contact['deleted_at']}, restorable until {contact['restorable_until']}")
+    if contact["state"] == "purged":
+        lines.append(f"  deleted at {contact['deleted_at']}, purged at {contact['purged_at']}: permanently removed")
+    if contact["restored_at"]:
+        lines.append(f"  restored at {contact['restored_at']} (record only: its earlier associated data stays gone)")
     lines.append("  associated: " + ", ".join(f"{k} {v}" for k, v in contact["associated"].items()))
     lines.append("  enrollments: " + ", ".join(f"{k} {v}" for k, v in contact["enrollments"].items()))
     _emit(args, contact, "\n".join(lines))
@@ -250,21 +260,13 @@ def cmd_plan(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     _require_home(home)
     settings = load_settings(home.settings_file)
     with Store(home, memory_limit=settings.memory_limit).connect() as con:
-        preview = preview_run(con, home, as_of=as_of, settings=settings, rules=load_rules(home.rules_file),
+        actions = preview_run(con, home, as_of=as_of, settings=settings, rules=load_rules(home.rules_file),
                               progress=_progress(args))
-    actions = []
-    for action in preview.plan.actions:
-        items = [{k: item[k] for k in ("contact_id", "outcome", "reason")}
-                 for item in preview.items if item["bulk_action_id"] == action.bulk_action_id]
-        actions.append({"source": action.source, "source_ref": action.source_ref, "requested_by": action.requested_by,
-                        "regulation": action.regulation, "preview_only": action.preview,
-                        "rejection": action.rejection, "counts": {"total": action.total, **action.counts},
-                        "items": items})
     lines = [f"Plan as of {as_of.isoformat()} (nothing changed):"]
     for action in actions:
         draft = " [draft rule: preview only]" if action["preview_only"] else ""
         counts = ", ".join(f"{n} {k}" for k, n in action["counts"].items() if k != "total" and n) or "nothing"
-        lines.append(f"  {action['source']}{draft} by {action['requested_by']}: {counts}")
+        lines.append(f"  {action['kind']} by {action['source']}{draft} ({action['requested_by']}): {counts}")
         for item in action["items"]:
             lines.append(f"    {item['contact_id'] or '-'}  {item['outcome']}"
                          + (f"  ({item['reason']})" if item["reason"] else ""))
@@ -293,6 +295,21 @@ def cmd_delete(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     result = execute_job(home, "manual_delete_job", as_of=as_of, echo_progress=not args.json,
                          tags={"retention/command": "delete"},
                          extra_config={"ops": {"deletion_plan": {"config": config}}})
+    summary = _with_bulk_actions({"run_id": result.run_id, "as_of": as_of.isoformat(), "success": result.success,
+                                  "seconds": round(time.monotonic() - started, 2)}, home, result.run_id)
+    _emit(args, summary, _summary_text(summary, home))
+    return EXIT_REFUSED if summary["refused_or_failed"] else EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
+    from pipelines.runner import execute_job
+
+    _require_home(home)
+    config = {"automatic_sources": False, "manual_requested_by": args.as_user, "manual_contact_ids": args.contact}
+    started = time.monotonic()
+    result = execute_job(home, "manual_restore_job", as_of=as_of, echo_progress=not args.json,
+                         tags={"retention/command": "restore"},
+                         extra_config={"ops": {"applied_restores": {"config": config}}})
     summary = _with_bulk_actions({"run_id": result.run_id, "as_of": as_of.isoformat(), "success": result.success,
                                   "seconds": round(time.monotonic() - started, 2)}, home, result.run_id)
     _emit(args, summary, _summary_text(summary, home))
@@ -363,7 +380,7 @@ def cmd_ui(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Home, datetime], int]] = {
-    "init": cmd_init, "demo": cmd_demo, "run": cmd_run, "plan": cmd_plan, "delete": cmd_delete,
+    "init": cmd_init, "demo": cmd_demo, "run": cmd_run, "plan": cmd_plan, "delete": cmd_delete, "restore": cmd_restore,
     "status": cmd_status, "requests": cmd_requests, "show": cmd_show, "audit": cmd_audit, "ui": cmd_ui,
 }
 

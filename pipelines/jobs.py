@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.deletion import applied_deletions, contact_backups, deletion_plan
+from assets.restore import applied_restores
 
 compliance_job = dg.define_asset_job(
     "compliance_job",
@@ -17,6 +18,13 @@ manual_delete_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(deletion_plan, contact_backups, applied_deletions),
     executor_def=dg.in_process_executor,
     description="A manual bulk delete (`retention delete`): plan, back up, delete; no requests or rules.",
+)
+
+manual_restore_job = dg.define_asset_job(
+    "manual_restore_job",
+    selection=dg.AssetSelection.assets(applied_restores),
+    executor_def=dg.in_process_executor,
+    description="A manual restore (`retention restore`): deleted contacts back inside the window, record only.",
 )
 
 daily_compliance_schedule = dg.ScheduleDefinition(

@@ -12,6 +12,7 @@ from pydantic import PrivateAttr
 
 from compliance.clock import parse_as_of
 from compliance.home import Home
+from compliance.purge import compact_store
 from compliance.settings import Settings, load_settings
 from compliance.store import Store
 
@@ -50,6 +51,13 @@ class RetentionResource(dg.ConfigurableResource):
         if self._con is None:
             self._con = Store(self.paths, memory_limit=self.settings().memory_limit).connect()
         return self._con
+
+    def compact(self) -> int:
+        """Close the run's connection and rewrite the store file without free pages (after a purge)."""
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+        return compact_store(Store(self.paths, memory_limit=self.settings().memory_limit))
 
     def progress(self, context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> Callable[[str], None]:
         """A progress callback: to the run's log, and to the terminal when the command line asked for it."""

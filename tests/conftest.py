@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -130,3 +133,57 @@ def store_contents(con, exclude_columns: tuple[str, ...] = ()) -> dict[str, list
         rows = con.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()
         contents[table] = sorted(rows, key=repr)
     return contents
+
+
+def write_request(home: Home, name: str, **fields) -> Path:
+    """Drop one JSON request file in inbox/requests; by default a confirmed GDPR erasure of c-1 by u-admin-1.
+
+    A field given as None is left out of the file."""
+    document = {"request_id": name, "kind": "erasure", "regulation": "gdpr", "requested_by": "u-admin-1",
+                "received_at": "2025-12-20T09:00:00Z", "confirm": "DELETE", "subjects": [{"contact_id": "c-1"}]}
+    document.update(fields)
+    path = home.requests_inbox / f"{name}.json"
+    path.write_text(json.dumps({key: value for key, value in document.items() if value is not None}))
+    return path
+
+
+@dataclass
+class DeletionRun:
+    """What each step of one deletion pass (as the compliance job runs it) returned."""
+
+    intake: object
+    plan: object
+    backups: dict
+    applied: list
+    audited: int
+
+    def action(self, source: str):
+        """The applied bulk action of one source, e.g. 'request r1.json' or 'rule remove-unsubscribed'."""
+        [found] = [action for action in self.applied if action.source == source]
+        return found
+
+
+def run_deletion(con, home: Home, *, as_of: str | datetime = AS_OF, settings=None, rules=None, manual=None,
+                 include_requests: bool = True) -> DeletionRun:
+    """Ingest, take requests, plan, back up, apply, settle the request files and audit: the job's steps in order."""
+    from compliance.audit import AuditLog
+    from compliance.clock import parse_as_of
+    from compliance.deletion import apply_deletions, back_up, build_plan
+    from compliance.ingest import ingest_snapshots
+    from compliance.intake import settle_request_files, take_requests
+    from compliance.keys import KeyedHasher
+    from compliance.records import audit_new_records
+    from compliance.settings import Rules, load_settings
+
+    clock = parse_as_of(as_of) if isinstance(as_of, str) else as_of
+    settings = settings if settings is not None else load_settings(home.settings_file)
+    hasher = KeyedHasher(home.secret())
+    ingest_snapshots(con, home, as_of=clock)
+    intake = take_requests(con, home, as_of=clock, settings=settings)
+    plan = build_plan(con, hasher=hasher, settings=settings, rules=rules if rules is not None else Rules(),
+                      as_of=clock, include_requests=include_requests, manual=manual)
+    backups = back_up(con, home, settings)
+    applied = apply_deletions(con, hasher=hasher, settings=settings, as_of=clock)
+    settle_request_files(con, home)
+    audited = audit_new_records(con, AuditLog(home.audit_file), at=clock)
+    return DeletionRun(intake, plan, backups, applied, audited)

@@ -1,4 +1,4 @@
-"""The `retention` command as a user runs it: init, run, show, --json, bad input (exit 2), and the Dagster run history."""
+"""The `retention` command as a user runs it: init, run, show, --json, bad input (exit 2), the Dagster run history."""
 
 from __future__ import annotations
 

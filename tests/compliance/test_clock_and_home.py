@@ -1,4 +1,4 @@
-"""The run's clock (--as-of), the home folder's resolution and init, private files, and keyed hashes in Python and SQL."""
+"""The run's clock (--as-of), the home's resolution and init, private files, and keyed hashes in Python and SQL."""
 
 from __future__ import annotations
 

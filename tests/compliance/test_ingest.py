@@ -1,4 +1,4 @@
-"""Snapshot ingest into the store: types, extras, replacement, idempotence, bad input, deleted, suppressed and tombstoned rows."""
+"""Snapshot ingest: types, extras, replacement, idempotence, bad input, deleted, suppressed and tombstoned rows."""
 
 from __future__ import annotations
 
@@ -219,8 +219,9 @@ def _native_parquet_types(folder: Path) -> None:
     path, typed = folder / "contacts.parquet", folder / "typed.parquet"
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
-        con.execute(f"COPY (SELECT * REPLACE (coalesce(string_split(tags, ','), []) AS tags, CAST(dnd AS BOOLEAN) AS dnd,"
-                    f" CAST(created_at AS TIMESTAMPTZ) AS created_at, CAST(updated_at AS TIMESTAMP) AS updated_at)"
+        con.execute(f"COPY (SELECT * REPLACE (coalesce(string_split(tags, ','), []) AS tags,"
+                    f" CAST(dnd AS BOOLEAN) AS dnd, CAST(created_at AS TIMESTAMPTZ) AS created_at,"
+                    f" CAST(updated_at AS TIMESTAMP) AS updated_at)"
                     f" FROM read_parquet('{path}')) TO '{typed}' (FORMAT parquet)")
         assert dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM '{typed}')"
                                 ).fetchall())["tags"] == "VARCHAR[]"

@@ -1,4 +1,4 @@
-"""settings.yaml and rules.yaml: defaults, the files `init` writes, and messages that name the file, key and allowed values."""
+"""settings.yaml and rules.yaml: defaults, the files `init` writes, errors naming the file, key and allowed values."""
 
 from __future__ import annotations
 

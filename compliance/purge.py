@@ -1,0 +1,141 @@
+"""Purge (R2, section 2): past the restore window a contact is permanently removed, and expired backups go."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from compliance.backup import remove_backup
+from compliance.deletion import new_bulk_action_id
+from compliance.home import Home
+from compliance.keys import KeyedHasher
+from compliance.schema import CONTACT_LINKED
+from compliance.settings import Settings
+from compliance.store import Store, transaction
+
+PURGED_LABEL_PREFIX = "purged:"
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    """What a purge removed."""
+
+    bulk_action_id: str | None
+    contacts_purged: int
+    rows_purged: int
+    backups_expired: list[str]
+
+
+def purge_candidates_sql(settings: Settings, as_of: datetime) -> str:
+    """SQL selecting the deleted contacts past the window: restorable while as_of <= deleted_at + window."""
+    return (f"SELECT contact_id, deleted_at FROM contact_lifecycle WHERE state = 'deleted' AND "
+            f"deleted_at + INTERVAL {int(settings.restore_window_days)} DAY < TIMESTAMPTZ '{as_of.isoformat()}'")
+
+
+def expired_backups_sql(settings: Settings, as_of: datetime) -> str:
+    """SQL selecting the backups older than the backup retention that still have files."""
+    return (f"SELECT bulk_action_id, path FROM backups WHERE expired_at IS NULL AND created_as_of + "
+            f"INTERVAL {int(settings.backup_retention_days)} DAY < TIMESTAMPTZ '{as_of.isoformat()}'")
+
+
+def purge(con: duckdb.DuckDBPyConnection, home: Home, *, hasher: KeyedHasher, settings: Settings, as_of: datetime,
+          run_id: str | None = None) -> PurgeResult:
+    """Permanently remove contacts past the restore window, then the backups past the backup retention.
+
+    The contact record, whatever associated data the cascade retained, and its lifecycle row go; what stays is a
+    keyed hash of its id (so `show` can say purged), the suppression hashes of legal erasures, and bulk action
+    items that name it only by that hash. One `purge` bulk action records it. Backup folders are removed after
+    the store commits, so nothing in the store points at a removed file for long; a crash in between is finished
+    by the next run.
+
+    Args:
+        con: a writable store connection.
+        home: the home (backups).
+        hasher: keyed hashes.
+        settings: restore window and backup retention.
+        as_of: the run's clock.
+        run_id: the Dagster run.
+
+    Returns:
+        The purge bulk action (None when nothing was due) and counts.
+    """
+    bulk_action_id, purged, rows = None, 0, 0
+    due = con.execute(f"SELECT count(*) FROM ({purge_candidates_sql(settings, as_of)})").fetchone()[0]
+    if due:
+        bulk_action_id = new_bulk_action_id(as_of)
+        label = f"'{PURGED_LABEL_PREFIX}' || left({hasher.sql('contact_id', 'contact_id')}, 16)"
+        with transaction(con):
+            con.execute(f"CREATE OR REPLACE TEMP TABLE doomed AS {purge_candidates_sql(settings, as_of)}")
+            for spec in CONTACT_LINKED:
+                rows += con.execute(f"DELETE FROM {spec.name} WHERE contact_id IN (SELECT contact_id FROM doomed)"
+                                    ).fetchone()[0]
+            con.execute(f"UPDATE bulk_action_items SET contact_id = {label} "
+                        "WHERE contact_id IN (SELECT contact_id FROM doomed)")
+            con.execute(f"""
+                INSERT INTO bulk_action_items
+                SELECT ?, {label}, 'purged', 'past the {settings.restore_window_days}-day restore window (deleted '
+                       || strftime(deleted_at, '%Y-%m-%d') || ')' FROM doomed""", [bulk_action_id])
+            con.execute(f"""
+                INSERT INTO purged_contacts
+                SELECT {hasher.sql('contact_id', 'contact_id')}, deleted_at, ?, ? FROM doomed
+                ON CONFLICT (contact_hash) DO UPDATE SET purged_at = excluded.purged_at""", [as_of, bulk_action_id])
+            con.execute("DELETE FROM contacts WHERE contact_id IN (SELECT contact_id FROM doomed)")
+            con.execute("DELETE FROM contact_lifecycle WHERE contact_id IN (SELECT contact_id FROM doomed)")
+            purged = con.execute("SELECT count(*) FROM doomed").fetchone()[0]
+            con.execute("""
+                INSERT INTO bulk_actions (bulk_action_id, kind, source, source_ref, requested_by,
+                    requester_authorized, created_at, applied_at, status, run_id, total, done)
+                VALUES (?, 'purge', 'restore window', ?, 'system', true, ?, now(), 'completed', ?, ?, ?)""",
+                        [bulk_action_id, f"{settings.restore_window_days} days", as_of, run_id, purged, purged])
+            con.execute("DROP TABLE doomed")
+    expired = []
+    for backup_id, path in con.execute(expired_backups_sql(settings, as_of)).fetchall():
+        con.execute("UPDATE backups SET expired_at = ? WHERE bulk_action_id = ?", [as_of, backup_id])
+        remove_backup(Path(path))
+        expired.append(backup_id)
+    # Backups recorded as expired whose removal a crash interrupted.
+    for (path,) in con.execute("SELECT path FROM backups WHERE expired_at IS NOT NULL").fetchall():
+        if Path(path).exists():
+            remove_backup(Path(path))
+    return PurgeResult(bulk_action_id, purged, rows, expired)
+
+
+def forget_plans(con: duckdb.DuckDBPyConnection) -> None:
+    """Empty the run's working tables (plans name contacts; nothing should outlive the run that used them)."""
+    for table in ("plan_sources", "plan_candidates", "plan_items", "restore_sources", "restore_candidates",
+                  "restore_items"):
+        if con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_type = "
+                       "'BASE TABLE'", [table]).fetchone()[0]:
+            con.execute(f"DROP TABLE {table}")
+
+
+def compact_store(store: Store) -> int:
+    """Rewrite the store file so that the free pages of purged rows are gone, not just unreferenced.
+
+    The caller must have closed every connection to the store. The copy is made beside the store and swapped in
+    with an atomic rename; a crash leaves either the old file or the new one.
+
+    Args:
+        store: the store to rewrite.
+
+    Returns:
+        The size of the store file after compaction, in bytes.
+    """
+    source = store.path
+    target = source.with_name(source.name + ".compact")
+    for leftover in (target, target.with_name(target.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    with duckdb.connect() as con:
+        con.execute(f"ATTACH '{source}' AS old")
+        con.execute(f"ATTACH '{target}' AS new")
+        con.execute("COPY FROM DATABASE old TO new")
+        con.execute("DETACH new")
+        con.execute("DETACH old")
+    target.chmod(0o600)
+    shutil.move(str(target), str(source))
+    source.with_name(source.name + ".wal").unlink(missing_ok=True)
+    return source.stat().st_size
