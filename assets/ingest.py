@@ -16,6 +16,7 @@ def crm_snapshots(context: dg.AssetExecutionContext, retention: RetentionResourc
         "snapshots_ingested": [s.snapshot_id for s in result.ingested],
         "already_ingested": len(result.already_ingested),
         "changed_after_ingest_ignored": result.changed_after_ingest,
+        "out_of_order_ignored": result.out_of_order,
         "skipped_deleted_contacts": sum(s.skipped_deleted for s in result.ingested),
         "skipped_suppressed_contacts": sum(s.skipped_suppressed for s in result.ingested),
         "row_counts": row_counts,

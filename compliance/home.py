@@ -43,6 +43,10 @@ deadlines:
 
 # DuckDB memory limit; above it DuckDB spills to <home>/store/tmp.
 memory_limit: 2GB
+
+# Seconds between two looks of the request-drop sensor at inbox/requests (at least 1).
+# Read when the Dagster UI and daemon start (`retention ui`): restart them after a change.
+request_sensor_interval_seconds: 30
 """
 
 DEFAULT_RULES_YAML = """\
@@ -149,7 +153,8 @@ class Home:
             if not folder.exists():
                 folder.mkdir(parents=True)
                 created.append(folder)
-        for folder in (self.store_dir, self.backups_dir, self.audit_file.parent, self.dagster_home):
+        for folder in (self.inbox, self.snapshots_inbox, self.requests_inbox, self.store_dir, self.backups_dir,
+                       self.reports_dir, self.audit_file.parent, self.dagster_home):
             folder.chmod(0o700)
         for path, text in ((self.settings_file, DEFAULT_SETTINGS_YAML),
                            (self.rules_file, DEFAULT_RULES_YAML),

@@ -39,6 +39,7 @@ class IngestResult:
     ingested: list[SnapshotIngest] = field(default_factory=list)
     already_ingested: list[str] = field(default_factory=list)
     changed_after_ingest: list[str] = field(default_factory=list)
+    out_of_order: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -86,12 +87,19 @@ def ingest_snapshots(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datet
     result = IngestResult()
     seen = dict(con.execute("SELECT snapshot_id, content_hash FROM snapshots").fetchall())
     pending: list[tuple[str, str, list[_Source]]] = []
-    folders = sorted(p for p in home.snapshots_inbox.iterdir() if p.is_dir()) if home.snapshots_inbox.exists() else []
+    # A folder starting with '.' is an upload still in progress.
+    folders = sorted(p for p in home.snapshots_inbox.iterdir()
+                     if p.is_dir() and not p.name.startswith(".")) if home.snapshots_inbox.exists() else []
+    latest = max(seen, default=None)
     for folder in folders:
         content_hash = snapshot_hash(folder)
         if folder.name in seen:
             bucket = result.already_ingested if seen[folder.name] == content_hash else result.changed_after_ingest
             bucket.append(folder.name)
+            continue
+        if latest is not None and folder.name < latest:
+            # A full export older than one already loaded would roll the store back.
+            result.out_of_order.append(folder.name)
             continue
         pending.append((folder.name, content_hash, _sources(con, folder)))
     for snapshot_id, _, sources in pending:

@@ -187,6 +187,9 @@ def _summary_text(summary: dict[str, Any], home: Home) -> str:
     if ingest.get("changed_after_ingest_ignored"):
         lines.append(f"  ignored: snapshot folders changed after their ingest: "
                      f"{', '.join(ingest['changed_after_ingest_ignored'])}")
+    if ingest.get("out_of_order_ignored"):
+        lines.append(f"  ignored: snapshot folders older (by name) than one already ingested: "
+                     f"{', '.join(ingest['out_of_order_ignored'])}")
     requests = {k: v for k, v in summary.get("requests", {}).items()
                 if k in ("pending", "rejected", "quarantined", "duplicate") and v}
     if requests:
@@ -370,9 +373,11 @@ def cmd_ui(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
 
     instance_for(home).dispose()
     env = {**os.environ, "DAGSTER_HOME": str(home.dagster_home), "RETENTION_HOME": str(home.root)}
-    command = [sys.executable, "-m", "dagster_webserver", "-m", "pipelines.definitions",
+    # `dagster dev` runs the webserver and the daemon, which runs the daily schedule and the request sensor.
+    command = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions",
                "-h", args.host, "-p", str(args.port)]
-    print(f"Dagster UI for {home.root} on http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
+    print(f"Dagster UI for {home.root} on http://{args.host}:{args.port}, with the daemon for the schedule and "
+          "the request sensor (Ctrl-C stops both)", file=sys.stderr)
     try:
         return subprocess.call(command, env=env)
     except KeyboardInterrupt:

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.deletion import applied_deletions, contact_backups, deletion_plan
+from assets.deletion import applied_deletions, contact_backups, deletion_plan, request_intake
 from assets.restore import applied_restores
 
 compliance_job = dg.define_asset_job(
@@ -27,7 +27,17 @@ manual_restore_job = dg.define_asset_job(
     description="A manual restore (`retention restore`): deleted contacts back inside the window, record only.",
 )
 
+request_job = dg.define_asset_job(
+    "request_job",
+    selection=dg.AssetSelection.assets(request_intake, deletion_plan, contact_backups, applied_deletions,
+                                       applied_restores),
+    executor_def=dg.in_process_executor,
+    description="Request files dropped in inbox/requests (launched by request_drop_sensor): take them, erase with "
+                "backups first, restore; no snapshot ingest or purge, which stay with the daily run.",
+)
+
 daily_compliance_schedule = dg.ScheduleDefinition(
+    name="daily_compliance_schedule",
     job=compliance_job,
     cron_schedule="0 2 * * *",
     execution_timezone="UTC",

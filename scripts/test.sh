@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Sets up the project in .venv and runs the whole test suite (the README's second command; CI runs it too).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip >/dev/null
+.venv/bin/pip install -q -e '.[dev]'
+# The Dagster UI browser test drives Debian's Chromium; install it when missing and we may.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "chromium could not be installed: the browser test will be skipped" >&2
+fi
+exec .venv/bin/python -m pytest "$@"
