@@ -147,6 +147,10 @@ def _run_compliance(args: argparse.Namespace, home: Home, as_of: datetime) -> di
         "seconds": round(time.monotonic() - started, 2),
         "ingest": materialization_metadata(result, "crm_snapshots"),
         "requests": materialization_metadata(result, "request_intake"),
+        "checks": {evaluation.check_name: {"passed": evaluation.passed, "message": evaluation.description or ""}
+                   for evaluation in result.get_asset_check_evaluations()},
+        "report": materialization_metadata(result, "compliance_report").get("markdown"),
+        "data_docs": materialization_metadata(result, "retention_invariants").get("data_docs"),
     }
     return _with_bulk_actions(summary, home, result.run_id)
 
@@ -165,6 +169,9 @@ def _with_bulk_actions(summary: dict[str, Any], home: Home, run_id: str) -> dict
                             + (f": {action['reason']}" if action.get("reason") else ""))
     for name in summary.get("requests", {}).get("quarantined_files", []) or []:
         problems.append(f"request file {name} quarantined (see `retention requests`)")
+    for name, check in summary.get("checks", {}).items():
+        if not check["passed"]:
+            problems.append(f"check {name} failed: {check['message']}")
     summary["refused_or_failed"] = problems
     return summary
 
@@ -199,8 +206,16 @@ def _summary_text(summary: dict[str, Any], home: Home) -> str:
         shown = ", ".join(f"{n:,} {k}" for k, n in counts.items() if k != "total" and n)
         lines.append(f"  {action['kind']} {action['bulk_action_id']} {action['source']}: {action['status']}"
                      + (f" ({shown})" if shown else ""))
+    checks = summary.get("checks", {})
+    if checks:
+        passed = sum(1 for check in checks.values() if check["passed"])
+        lines.append(f"  checks: {passed} of {len(checks)} passed (retention invariants and backup verification)")
     for problem in summary["refused_or_failed"]:
         lines.append(f"  ! {problem}")
+    if summary.get("report"):
+        lines.append(f"  report: {summary['report']}")
+    if summary.get("data_docs"):
+        lines.append(f"  Data Docs: {summary['data_docs']}")
     lines.append(f"  store: {home.store_file}")
     lines.append(f"  bulk actions: retention status --home {home.root}")
     return "\n".join(lines)
