@@ -4,10 +4,12 @@ import dagster as dg
 
 from compliance.audit import AuditLog
 from compliance.deletion import ManualSelection, apply_deletions, back_up, build_plan
-from compliance.intake import settle_request_files, take_requests
+from compliance.intake import prune_request_records, settle_request_files, take_requests
 from compliance.keys import KeyedHasher
+from compliance.purge import PLAN_TABLES, forget_plans
 from compliance.records import audit_new_records
 from compliance.rules import predicate
+from compliance.selections import take_selection
 from compliance.settings import Rules, load_rules
 from pipelines.resources import RetentionResource
 
@@ -19,17 +21,18 @@ class DeletionPlanConfig(dg.Config):
 
     automatic_sources: bool = True
     manual_requested_by: str = ""
-    manual_contact_ids: list[str] = []
+    manual_selection_token: str = ""
     manual_tags: list[str] = []
     manual_location: str = ""
     manual_inactive_days: int = -1
     manual_all: bool = False
 
-    def manual(self) -> ManualSelection | None:
-        if not (self.manual_contact_ids or self.manual_tags or self.manual_location
+    def manual(self, con) -> ManualSelection | None:
+        if not (self.manual_selection_token or self.manual_tags or self.manual_location
                 or self.manual_inactive_days >= 0 or self.manual_all):
             return None
-        return ManualSelection(requested_by=self.manual_requested_by, contact_ids=tuple(self.manual_contact_ids),
+        contact_ids = take_selection(con, self.manual_selection_token) if self.manual_selection_token else ()
+        return ManualSelection(requested_by=self.manual_requested_by, contact_ids=contact_ids,
                                tags=tuple(self.manual_tags), location=self.manual_location or None,
                                inactive_days=self.manual_inactive_days if self.manual_inactive_days >= 0 else None,
                                select_all=self.manual_all)
@@ -38,9 +41,12 @@ class DeletionPlanConfig(dg.Config):
 @dg.asset(group_name="intake", kinds={"duckdb"}, deps=[crm_snapshots])
 def request_intake(context: dg.AssetExecutionContext, retention: RetentionResource) -> dg.MaterializeResult:
     """Request files from inbox/requests, each recorded with status, reason and due date (bad ones quarantined)."""
-    result = take_requests(retention.connect(), retention.paths, as_of=retention.clock, settings=retention.settings())
+    con, home = retention.connect(), retention.paths
+    pruned = prune_request_records(con, retention.clock, log=AuditLog(home.audit_file))
+    result = take_requests(con, home, as_of=retention.clock, settings=retention.settings())
     return dg.MaterializeResult(metadata={"files_seen": result.files_seen, **dict(result.by_status),
-                                          "quarantined_files": result.quarantined})
+                                          "quarantined_files": result.quarantined,
+                                          "request_records_pruned": pruned})
 
 
 @dg.asset(group_name="intake", kinds={"duckdb"}, deps=[crm_snapshots])
@@ -61,10 +67,10 @@ def rule_matches(context: dg.AssetExecutionContext, retention: RetentionResource
 def deletion_plan(context: dg.AssetExecutionContext, config: DeletionPlanConfig,
                   retention: RetentionResource) -> dg.MaterializeResult:
     """One outcome per source and contact: deleted, blocked, rejected, not_found or already_done."""
-    home = retention.paths
-    plan = build_plan(retention.connect(), hasher=KeyedHasher(home.secret()), settings=retention.settings(),
+    con, home = retention.connect(), retention.paths
+    plan = build_plan(con, hasher=KeyedHasher(home.secret()), settings=retention.settings(),
                       rules=load_rules(home.rules_file) if config.automatic_sources else Rules(),
-                      as_of=retention.clock, include_requests=config.automatic_sources, manual=config.manual())
+                      as_of=retention.clock, include_requests=config.automatic_sources, manual=config.manual(con))
     return dg.MaterializeResult(metadata={
         "bulk_actions": [action.bulk_action_id for action in plan.actions], **plan.counts()})
 
@@ -89,6 +95,7 @@ def applied_deletions(context: dg.AssetExecutionContext, retention: RetentionRes
     actions = apply_deletions(con, hasher=KeyedHasher(home.secret()), settings=retention.settings(),
                               as_of=retention.clock, run_id=context.run_id, progress=retention.progress(context))
     settle_request_files(con, home)
+    forget_plans(con, PLAN_TABLES)
     audited = audit_new_records(con, AuditLog(home.audit_file), at=retention.clock)
     return dg.MaterializeResult(metadata={
         "bulk_actions": [f"{a.bulk_action_id} {a.source}: {a.status}" for a in actions],

@@ -415,17 +415,28 @@ def _apply_one(con: duckdb.DuckDBPyConnection, bulk_action_id: str, hasher: Keye
         SELECT contact_id, 'deleted', ?, ? FROM doomed
         ON CONFLICT (contact_id) DO UPDATE SET state = 'deleted', deleted_at = excluded.deleted_at,
             deleted_by = excluded.deleted_by, restored_at = NULL, restored_by = NULL""", [as_of, bulk_action_id])
-    if legal:
+    if legal and not backup_error:
+        # A person a legal erasure finds already deleted (by an internal action, maybe in this very run) is erased
+        # too: suppressed, so that a later snapshot cannot bring them back.
+        con.execute("CREATE OR REPLACE TEMP TABLE erased AS SELECT contact_id FROM doomed UNION "
+                    "SELECT contact_id FROM plan_items WHERE bulk_action_id = ? AND outcome = 'already_done' "
+                    "AND contact_id IS NOT NULL", [bulk_action_id])
+        # An email or phone still carried by an active contact (the same person's other contact, or a shared
+        # line) is not suppressed: it would hide that contact from later snapshots while it stays active here.
+        still_active = ("NOT EXISTS (SELECT 1 FROM contacts a WHERE a.{key} = e.{key} AND a.contact_id NOT IN "
+                        "(SELECT contact_id FROM contact_lifecycle WHERE state = 'deleted'))")
         con.execute(f"""
             INSERT INTO suppression
             SELECT kind, hash, ?, ? FROM (
                 SELECT 'contact_id' AS kind, {hasher.sql('contact_id', 'contact_id')} AS hash FROM contacts
-                    WHERE contact_id IN (SELECT contact_id FROM doomed)
-                UNION SELECT 'email', {hasher.sql('email', 'email_key')} FROM contacts
-                    WHERE contact_id IN (SELECT contact_id FROM doomed)
-                UNION SELECT 'phone', {hasher.sql('phone', 'phone_key')} FROM contacts
-                    WHERE contact_id IN (SELECT contact_id FROM doomed))
-            WHERE hash IS NOT NULL AND hash NOT IN (SELECT key_hash FROM suppression)""", [bulk_action_id, as_of])
+                    WHERE contact_id IN (SELECT contact_id FROM erased)
+                UNION SELECT 'email', {hasher.sql('email', 'e.email_key')} FROM contacts e
+                    WHERE contact_id IN (SELECT contact_id FROM erased) AND {still_active.format(key='email_key')}
+                UNION SELECT 'phone', {hasher.sql('phone', 'e.phone_key')} FROM contacts e
+                    WHERE contact_id IN (SELECT contact_id FROM erased) AND {still_active.format(key='phone_key')}
+                UNION {_unmatched_subject_hashes(hasher)})
+            WHERE hash IS NOT NULL AND hash NOT IN (SELECT key_hash FROM suppression)""",
+                    [bulk_action_id, as_of, *[bulk_action_id] * 3])
     item_outcome = "CASE WHEN i.outcome = 'deleted' THEN 'failed' ELSE i.outcome END" if backup_error else "i.outcome"
     item_reason = (f"CASE WHEN i.outcome = 'deleted' THEN {_sql_text(backup_error + '; nothing deleted')} "
                    "ELSE i.reason END") if backup_error else "i.reason"
@@ -461,6 +472,19 @@ def _apply_one(con: duckdb.DuckDBPyConnection, bulk_action_id: str, hasher: Keye
                         " AND bulk_action_id IS NULL", [bulk_action_id, source_ref])
             con.execute("DELETE FROM pending_subjects WHERE request_id = ?", [source_ref])
     return status
+
+
+def _unmatched_subject_hashes(hasher: KeyedHasher) -> str:
+    """SQL for the hashes of a legal request's unmatched subjects (three parameters, each its bulk action id).
+
+    They are suppressed too, so that the person does not arrive with a later snapshot.
+    """
+    subjects = ("FROM pending_subjects p JOIN plan_sources s ON p.request_id = s.source_ref "
+                "JOIN plan_candidates c ON c.bulk_action_id = s.bulk_action_id AND c.subject_no = p.subject_no "
+                "WHERE s.bulk_action_id = ? AND c.contact_id IS NULL")
+    return (f"SELECT kind, hash FROM (SELECT 'contact_id' AS kind, {hasher.sql('contact_id', 'p.contact_id')} AS hash "
+            f"{subjects} UNION SELECT 'email', {hasher.sql('email', 'p.email_key')} {subjects} "
+            f"UNION SELECT 'phone', {hasher.sql('phone', 'p.phone_key')} {subjects})")
 
 
 def _keep_enrollment_metrics(con: duckdb.DuckDBPyConnection, table: str) -> None:

@@ -15,8 +15,8 @@ DEFAULT_SETTINGS_YAML = """\
 # Days a deleted contact can still be restored (inclusive); the first run after that purges it.
 restore_window_days: 60
 
-# Days a backup is kept; it is removed (with the purge) once older than this.
-backup_retention_days: 60
+# Days a backup is kept; it is removed (with the purge) once older than this. Default: the restore window.
+# backup_retention_days: 60
 
 # What happens to a deleted contact's associated data, per type: delete | retain
 cascade:
@@ -68,6 +68,10 @@ DAGSTER_YAML = """\
 # A compliance tool makes no outbound calls.
 telemetry:
   enabled: false
+# DuckDB has one writer: the daily schedule and the request sensor take turns.
+concurrency:
+  runs:
+    max_concurrent_runs: 1
 """
 
 

@@ -208,12 +208,10 @@ def _apply(con: duckdb.DuckDBPyConnection, snapshot_id: str, content_hash: str, 
     for source in sources:
         con.execute(f"CREATE OR REPLACE TEMP TABLE stg_{source.spec.name} AS "
                     f"{_staged_select(con, source, snapshot_id)}")
-    _mark_suppressed(con, hasher)
-    skipped_deleted = con.execute(
-        f"SELECT count(*) FROM stg_contacts WHERE contact_id IN ({_DELETED})").fetchone()[0]
-    skipped_suppressed = con.execute(
-        f"SELECT count(*) FROM stg_contacts WHERE contact_id IN (SELECT contact_id FROM stg_suppressed) "
-        f"AND contact_id NOT IN ({_DELETED})").fetchone()[0]
+    _mark_kept_out(con, hasher)
+    skipped_deleted, skipped_suppressed = con.execute(
+        "SELECT count(*) FILTER (WHERE why <> 'suppressed'), count(*) FILTER (WHERE why = 'suppressed') "
+        "FROM stg_kept_out").fetchone()
     row_counts = {}
     with transaction(con):
         for source in sources:
@@ -227,7 +225,7 @@ def _apply(con: duckdb.DuckDBPyConnection, snapshot_id: str, content_hash: str, 
                 con.execute(
                     f"INSERT INTO {spec.name} BY NAME SELECT * FROM stg_{spec.name} s "
                     f"WHERE s.contact_id NOT IN ({_DELETED}) "
-                    f"AND s.contact_id NOT IN (SELECT contact_id FROM stg_suppressed) "
+                    f"AND s.contact_id NOT IN (SELECT contact_id FROM stg_kept_out) "
                     f"AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.table_name = '{spec.name}' "
                     f"AND t.row_key = {spec.row_key_sql('s')})")
             row_counts[spec.name] = con.execute(
@@ -239,18 +237,31 @@ def _apply(con: duckdb.DuckDBPyConnection, snapshot_id: str, content_hash: str, 
     return SnapshotIngest(snapshot_id, content_hash, row_counts, skipped_deleted, skipped_suppressed)
 
 
-def _mark_suppressed(con: duckdb.DuckDBPyConnection, hasher: KeyedHasher | None) -> None:
-    """stg_suppressed: the snapshot's contacts that match an erased person by contact_id, email or phone."""
-    con.execute("CREATE OR REPLACE TEMP TABLE stg_suppressed (contact_id VARCHAR)")
-    if hasher is None or not con.execute("SELECT count(*) FROM suppression").fetchone()[0]:
+def _mark_kept_out(con: duckdb.DuckDBPyConnection, hasher: KeyedHasher | None) -> None:
+    """stg_kept_out: the snapshot's contacts that must not (re)enter as active, and why.
+
+    Deleted ones keep their record until the purge; suppressed ones match an erased person by contact_id, email or
+    phone; purged ones (deleted by a rule or an internal request, past the window) stay gone.
+    """
+    con.execute(f"CREATE OR REPLACE TEMP TABLE stg_kept_out AS SELECT contact_id, 'deleted' AS why "
+                f"FROM stg_contacts WHERE contact_id IN ({_DELETED})")
+    if hasher is None:
         return
-    con.execute(f"""
-        INSERT INTO stg_suppressed
-        SELECT DISTINCT c.contact_id FROM (
-            SELECT contact_id, {hasher.sql('contact_id', 'contact_id')} AS h, 'contact_id' AS k FROM stg_contacts
-            UNION ALL SELECT contact_id, {hasher.sql('email', 'email_key')}, 'email' FROM stg_contacts
-            UNION ALL SELECT contact_id, {hasher.sql('phone', 'phone_key')}, 'phone' FROM stg_contacts
-        ) c JOIN suppression s ON s.key_kind = c.k AND s.key_hash = c.h""")
+    if con.execute("SELECT count(*) FROM suppression").fetchone()[0]:
+        con.execute(f"""
+            INSERT INTO stg_kept_out
+            SELECT DISTINCT c.contact_id, 'suppressed' FROM (
+                SELECT contact_id, {hasher.sql('contact_id', 'contact_id')} AS h, 'contact_id' AS k FROM stg_contacts
+                UNION ALL SELECT contact_id, {hasher.sql('email', 'email_key')}, 'email' FROM stg_contacts
+                UNION ALL SELECT contact_id, {hasher.sql('phone', 'phone_key')}, 'phone' FROM stg_contacts
+            ) c JOIN suppression s ON s.key_kind = c.k AND s.key_hash = c.h
+            WHERE c.contact_id NOT IN (SELECT contact_id FROM stg_kept_out)""")
+    if con.execute("SELECT count(*) FROM purged_contacts").fetchone()[0]:
+        con.execute(f"""
+            INSERT INTO stg_kept_out
+            SELECT contact_id, 'purged' FROM stg_contacts
+            WHERE {hasher.sql('contact_id', 'contact_id')} IN (SELECT contact_hash FROM purged_contacts)
+              AND contact_id NOT IN (SELECT contact_id FROM stg_kept_out)""")
 
 
 def _first_line(exc: Exception) -> str:

@@ -6,19 +6,26 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
-from compliance.audit import personal_data_kind
+from compliance.audit import AuditLog, personal_data_kind
+from compliance.errors import InputError
 from compliance.home import Home
-from compliance.requests import (Request, RequestFile, archive, due_at, parse_request_file, pending_request_files,
-                                 quarantine)
-from compliance.settings import Settings
+from compliance.requests import (Request, RequestFile, add_months, archive, due_at, parse_request_file,
+                                 pending_request_files, quarantine)
+from compliance.settings import Deadlines, Settings
 from compliance.staff import authorize
 from compliance.store import transaction
 
 CONFIRMATION_WORD = "DELETE"
 FINAL_STATUSES = ("applied", "rejected", "quarantined", "duplicate")
+EXTENDABLE_REGULATIONS = ("gdpr", "ccpa")
+RECORD_RETENTION_MONTHS = 24
+# Stands in for the sha256 of a file that could not be read; such a file is never taken for one seen before.
+UNREADABLE_HASH = "unreadable"
+WITHHELD_REASON = "given in the request file (not kept here: it looked like it held an email or phone)"
 
 
 @dataclass
@@ -50,10 +57,12 @@ def take_requests(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datetime
     """
     result = IntakeResult()
     for path in pending_request_files(home.requests_inbox):
-        parsed = parse_request_file(path)
+        parsed = _read(path)
+        if parsed is None:
+            continue
         result.files_seen += 1
-        known = con.execute("SELECT status FROM requests WHERE file = ? AND file_hash = ?",
-                            [path.name, parsed.file_hash]).fetchall()
+        known = [] if parsed.file_hash == UNREADABLE_HASH else con.execute(
+            "SELECT status FROM requests WHERE file = ? AND file_hash = ?", [path.name, parsed.file_hash]).fetchall()
         if known:
             if move_files and all(status in FINAL_STATUSES for (status,) in known):
                 archive(path)
@@ -78,12 +87,25 @@ def settle_request_files(con: duckdb.DuckDBPyConnection, home: Home) -> list[Pat
     """Move to inbox/requests/processed every file whose requests have all reached a final status."""
     moved = []
     for path in pending_request_files(home.requests_inbox):
-        parsed = parse_request_file(path)
+        parsed = _read(path)
+        if parsed is None or parsed.file_hash == UNREADABLE_HASH:
+            continue
         rows = con.execute("SELECT status FROM requests WHERE file = ? AND file_hash = ?",
                            [path.name, parsed.file_hash]).fetchall()
         if rows and all(status in FINAL_STATUSES for (status,) in rows):
             moved.append(archive(path))
     return moved
+
+
+def _read(path: Path) -> RequestFile | None:
+    """The parsed file; one that cannot be read is an error to quarantine, one that vanished is None."""
+    try:
+        return parse_request_file(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return RequestFile(path=path, file_hash=UNREADABLE_HASH, requests=(),
+                           error=f"{path.name}: cannot be read ({exc.strerror or type(exc).__name__})")
 
 
 def _open_requests(con: duckdb.DuckDBPyConnection, file: str, file_hash: str) -> bool:
@@ -99,12 +121,19 @@ def _record_quarantine(con: duckdb.DuckDBPyConnection, parsed: RequestFile, as_o
 def _record(con: duckdb.DuckDBPyConnection, parsed: RequestFile, request: Request, as_of: datetime,
             settings: Settings) -> str:
     status, reason = _verdict(con, request)
+    extended = request.extension_reason if status != "duplicate" else None
+    if extended and personal_data_kind(extended):
+        # The records and the audit trail never hold a raw email or phone; the file itself keeps the words.
+        extended = WITHHELD_REASON
+    if status == "duplicate" and request.extension_reason:
+        reason = f"{reason}; {_extend_from_file(con, request, as_of, settings.deadlines)}"
     con.execute(
         "INSERT INTO requests (file, file_hash, request_id, kind, regulation, requested_by, status, reason,"
-        " received_at, due_at, seen_at, subjects) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " received_at, due_at, seen_at, subjects, extended_reason, extended_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [parsed.path.name, parsed.file_hash, request.request_id, request.kind, request.regulation,
          _requester_record(con, request.requested_by), status, reason, request.received_at, due_at(request, settings.deadlines), as_of,
-         len(request.subjects)])
+         len(request.subjects), extended, as_of if extended else None])
     if status in ("pending", "rejected"):
         con.executemany(
             "INSERT INTO pending_subjects VALUES (?, ?, ?, ?, ?)",
@@ -133,3 +162,108 @@ def _verdict(con: duckdb.DuckDBPyConnection, request: Request) -> tuple[str, str
         got = "it is missing" if request.confirm is None else f"got {request.confirm!r}"
         return "rejected", f"confirm must be exactly {CONFIRMATION_WORD} ({got})"
     return "pending", None
+
+
+def _extend_from_file(con: duckdb.DuckDBPyConnection, request: Request, as_of: datetime,
+                      deadlines: Deadlines) -> str:
+    """A second file for a received request that carries an extension extends the first; says what happened."""
+    try:
+        extension = extend_request(con, request.request_id, request.extension_reason, as_of, deadlines=deadlines,
+                                   requested_by=request.requested_by)
+    except InputError as exc:
+        return f"extension not recorded: {exc}"
+    return f"extension recorded: now due {extension['due_at']:%Y-%m-%d %H:%M} UTC"
+
+
+def extend_request(con: duckdb.DuckDBPyConnection, request_id: str, reason: str, as_of: datetime, *,
+                   deadlines: Deadlines | None = None, requested_by: str | None = None) -> dict[str, Any]:
+    """Extend an open request's deadline once, with notice of why (GDPR Art. 12(3), CCPA regs 7021(b)).
+
+    The new due date is compliance.requests.due_at of the request as extended: received_at plus gdpr_months plus
+    gdpr_extension_months (GDPR), or ccpa_days plus ccpa_extension_days (CCPA). The requester must be told of
+    the extension within the first period, so it is refused once the original due date has passed; it is also
+    refused for a request already answered, already extended, or without a statutory deadline (internal).
+
+    Args:
+        con: a writable store connection.
+        request_id: the request, as received (its first file; duplicates are not extended).
+        reason: why more time is needed, as told to the requester (no personal data: it goes to the audit trail).
+        as_of: when the extension is recorded.
+        deadlines: the deadline settings (default: the defaults).
+        requested_by: who records it, when known: a staff user_id or email that must be an active admin.
+
+    Returns:
+        {"request_id", "regulation", "previous_due_at", "due_at", "extended_reason", "extended_at"}.
+
+    Raises:
+        InputError: why the extension was refused; nothing changed.
+    """
+    reason = (reason or "").strip()
+    if not reason:
+        raise InputError("an extension needs a reason (it is told to the requester)")
+    if personal_data_kind(reason):
+        raise InputError("the extension reason looks like it holds an email or phone; state it without personal "
+                         "data (it is kept in the request records and the audit trail)")
+    if requested_by is not None:
+        authorization = authorize(con, requested_by)
+        if not authorization.allowed:
+            raise InputError(f"extension of {request_id} refused: {authorization.refusal}")
+    row = con.execute(
+        "SELECT rowid, kind, regulation, requested_by, received_at, due_at, status, extended_reason, extended_at "
+        "FROM requests WHERE request_id = ? AND status NOT IN ('duplicate', 'quarantined') "
+        "ORDER BY seen_at LIMIT 1", [request_id]).fetchone()
+    if row is None:
+        raise InputError(f"no request {request_id} has been received (see `retention requests`)")
+    rowid, kind, regulation, owner, received_at, previous_due, status, extended_reason, extended_at = row
+    if status in ("applied", "rejected"):
+        raise InputError(f"request {request_id} is already answered ({status}); there is no deadline to extend")
+    if regulation not in EXTENDABLE_REGULATIONS:
+        raise InputError(f"request {request_id} is {regulation}: only {' and '.join(EXTENDABLE_REGULATIONS)} "
+                         "deadlines can be extended")
+    if extended_reason is not None:
+        raise InputError(f"request {request_id} was already extended on {extended_at:%Y-%m-%d}; "
+                         "the law allows one extension")
+    if previous_due is not None and as_of > previous_due:
+        raise InputError(f"request {request_id} was due {previous_due:%Y-%m-%d %H:%M} UTC: an extension must be "
+                         "notified before the original due date")
+    extended = Request(request_id=request_id, kind=kind, regulation=regulation, requested_by=owner,
+                       received_at=received_at, confirm=None, subjects=(), extended=True, extension_reason=reason)
+    new_due = due_at(extended, deadlines or Deadlines())
+    con.execute("UPDATE requests SET due_at = ?, extended_reason = ?, extended_at = ? WHERE rowid = ?",
+                [new_due, reason, as_of, rowid])
+    return {"request_id": request_id, "regulation": regulation, "previous_due_at": previous_due, "due_at": new_due,
+            "extended_reason": reason, "extended_at": as_of}
+
+
+def prune_request_records(con: duckdb.DuckDBPyConnection, as_of: datetime,
+                          months: int = RECORD_RETENTION_MONTHS, *, log: AuditLog | None = None) -> int:
+    """Delete the request records kept longer than the retention period (CCPA regs 7101: at least 24 months).
+
+    A record is kept while its latest date (received, seen by the pipeline, or answered by its bulk action) is
+    within `months` calendar months of as_of, inclusive; open records and those not yet in the audit trail are
+    always kept.
+
+    Args:
+        con: a writable store connection.
+        as_of: the run's clock.
+        months: the retention period in calendar months.
+        log: the audit trail, to record the prune when it removed anything.
+
+    Returns:
+        The number of request records deleted.
+    """
+    cutoff = add_months(as_of, -months)
+    expired = (
+        "SELECT r.rowid FROM requests r LEFT JOIN bulk_actions b USING (bulk_action_id) "
+        f"WHERE r.audited AND r.status IN ({', '.join(repr(s) for s in FINAL_STATUSES)}) "
+        "AND greatest(r.seen_at, coalesce(r.received_at, r.seen_at), coalesce(b.applied_at, r.seen_at)) < ?")
+    with transaction(con):
+        count = con.execute(f"SELECT count(*) FROM ({expired})", [cutoff]).fetchone()[0]
+        if count:
+            con.execute(f"DELETE FROM requests WHERE rowid IN ({expired})", [cutoff])
+            con.execute("DELETE FROM pending_subjects WHERE request_id NOT IN "
+                        "(SELECT request_id FROM requests WHERE request_id IS NOT NULL)")
+    if count and log is not None:
+        log.append("requests.pruned", as_of, records=count, received_or_answered_before=cutoff,
+                   retention_months=months)
+    return count

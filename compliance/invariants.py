@@ -20,6 +20,7 @@ import duckdb
 import pandas as pd
 
 from compliance.keys import KeyedHasher
+from compliance.purge import PURGED_LABEL_PREFIX
 from compliance.schema import ASSOCIATED, CONTACT_LINKED, MEMBERSHIPS, TableSpec
 from compliance.settings import Settings
 
@@ -59,6 +60,7 @@ DOCS_SITE = "retention_invariants"
 _US_PER_DAY = 86_400_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _FRAME_COLUMNS = ("invariant", "check", "subject", "observed", "expected", "age_days")
+_NONE = "(none)"
 
 
 @dataclass(frozen=True)
@@ -209,19 +211,24 @@ class _Measure:
 
     def no_orphaned_associated_data(self) -> list[_Row]:
         policy = self.settings.cascade.model_dump()
-        tables = [spec.name for spec in ASSOCIATED if policy[spec.name] == "delete"]
-        return [_count_row(NO_ORPHANED_ASSOCIATED_DATA, name, *self._gone_hits.get(name, (0, [])), detail_of=name)
-                for name in tables]
+        return self._rows_of_gone(NO_ORPHANED_ASSOCIATED_DATA,
+                                  [spec for spec in ASSOCIATED if policy[spec.name] == "delete"])
 
     def no_memberships_of_deleted(self) -> list[_Row]:
-        return [_count_row(NO_MEMBERSHIPS_OF_DELETED, spec.name, *self._gone_hits.get(spec.name, (0, [])),
-                           detail_of=spec.name) for spec in MEMBERSHIPS]
+        return self._rows_of_gone(NO_MEMBERSHIPS_OF_DELETED, list(MEMBERSHIPS))
+
+    def _rows_of_gone(self, invariant: str, specs: list[TableSpec]) -> list[_Row]:
+        rows = []
+        for spec in specs:
+            count, samples = self._gone_hits.get(spec.name, (0, []))
+            rows.append(_count_row(invariant, spec.name, count, samples, detail=f"{count} in {spec.name}"))
+        return rows
 
     def restores_inside_window_without_old_data(self) -> list[_Row]:
         count, samples = self.con.execute(
             f"SELECT count(*), list(contact_id ORDER BY contact_id)[1:{MAX_SAMPLES}] FROM contact_lifecycle "
-            "WHERE restored_at IS NOT NULL AND (deleted_at IS NULL OR epoch_us(restored_at) > epoch_us(deleted_at) + ?)",
-            [self.window_us]).fetchone()
+            "WHERE restored_at IS NOT NULL "
+            "AND (deleted_at IS NULL OR epoch_us(restored_at) > epoch_us(deleted_at) + ?)", [self.window_us]).fetchone()
         window = self.settings.restore_window_days
         rows = [_count_row(RESTORES_INSIDE_WINDOW, "late_restore", count, samples,
                            detail=f"{count} restored after the {window}-day window")]
@@ -327,37 +334,33 @@ class _Measure:
         purged = ""
         if self.con.execute("SELECT count(*) FROM purged_contacts").fetchone()[0]:
             ids = " UNION ".join(f"SELECT contact_id FROM {spec.name}" for spec in CONTACT_LINKED)
+            hashed = self.hasher.sql("contact_id", "contact_id")
             # Only ids still referenced somewhere are hashed: a keyed hash cannot be reversed, only matched.
+            # A purged contact is named as the purge names it in bulk action items, never by its id.
             purged = f"""
                 UNION ALL
-                SELECT contact_id, true FROM ({ids})
-                WHERE contact_id NOT IN (SELECT contact_id FROM contact_lifecycle WHERE state = 'deleted')
-                  AND {self.hasher.sql('contact_id', 'contact_id')} IN (SELECT contact_hash FROM purged_contacts)"""
+                SELECT contact_id, '{PURGED_LABEL_PREFIX}' || left(contact_hash, 16) FROM (
+                    SELECT contact_id, {hashed} AS contact_hash FROM ({ids})
+                    WHERE contact_id NOT IN (SELECT contact_id FROM contact_lifecycle WHERE state = 'deleted'))
+                WHERE contact_hash IN (SELECT contact_hash FROM purged_contacts)"""
         hits = "\nUNION ALL\n".join(
             f"SELECT '{spec.name}' AS tbl, {_row_name(spec)} AS sample FROM {spec.name} t "
             f"JOIN gone g ON g.contact_id = t.contact_id" for spec in CONTACT_LINKED)
         rows = self.con.execute(f"""
             WITH gone AS MATERIALIZED (
-                SELECT contact_id, false AS purged FROM contact_lifecycle WHERE state = 'deleted'{purged}),
+                SELECT contact_id, contact_id AS label FROM contact_lifecycle WHERE state = 'deleted'{purged}),
             hits AS ({hits})
             SELECT tbl, count(*), list(sample ORDER BY sample)[1:{MAX_SAMPLES}] FROM hits GROUP BY tbl""").fetchall()
         return {tbl: (count, samples) for tbl, count, samples in rows}
 
 
-_NONE = "(none)"
-
-
 def _row_name(spec: TableSpec) -> str:
     """A row's name for samples; a purged contact's id is not repeated (it must be gone from every report)."""
-    parts = [f"CAST(t.{column} AS VARCHAR)" if column != "contact_id"
-             else "CASE WHEN g.purged THEN 'purged' ELSE t.contact_id END" for column in spec.key]
+    parts = [f"CAST(t.{column} AS VARCHAR)" if column != "contact_id" else "g.label" for column in spec.key]
     return f"'{spec.name}:' || " + " || ':' || ".join(parts)
 
 
-def _count_row(invariant: str, check: str, count: int, samples: list[str] | None, *, detail: str = "",
-               detail_of: str | None = None) -> _Row:
-    if detail_of:
-        detail = f"{count} in {detail_of}"
+def _count_row(invariant: str, check: str, count: int, samples: list[str] | None, detail: str = "") -> _Row:
     return _Row(invariant, check, check, observed=int(count), expected=0, weight=int(count),
                 samples=tuple(samples or ()), detail=detail)
 

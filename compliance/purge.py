@@ -13,7 +13,7 @@ from compliance.backup import remove_backup
 from compliance.deletion import new_bulk_action_id
 from compliance.home import Home
 from compliance.keys import KeyedHasher
-from compliance.schema import CONTACT_LINKED
+from compliance.schema import CONTACT_LINKED, MEMBERSHIPS
 from compliance.settings import Settings
 from compliance.store import Store, transaction
 
@@ -48,9 +48,9 @@ def purge(con: duckdb.DuckDBPyConnection, home: Home, *, hasher: KeyedHasher, se
 
     The contact record, whatever associated data the cascade retained, and its lifecycle row go; what stays is a
     keyed hash of its id (so `show` can say purged), the suppression hashes of legal erasures, and bulk action
-    items that name it only by that hash. One `purge` bulk action records it. Backup folders are removed after
-    the store commits, so nothing in the store points at a removed file for long; a crash in between is finished
-    by the next run.
+    items and membership tombstones that name it only by that hash. One `purge` bulk action records it. Backup
+    folders are removed after the store commits, so nothing in the store points at a removed file for long; a
+    crash in between is finished by the next run.
 
     Args:
         con: a writable store connection.
@@ -75,6 +75,13 @@ def purge(con: duckdb.DuckDBPyConnection, home: Home, *, hasher: KeyedHasher, se
                                     ).fetchone()[0]
             con.execute(f"UPDATE bulk_action_items SET contact_id = {label} "
                         "WHERE contact_id IN (SELECT contact_id FROM doomed)")
+            # A membership's tombstone key ends with the contact id (compliance.schema): it keeps the label instead.
+            memberships = ", ".join(f"'{spec.name}'" for spec in MEMBERSHIPS)
+            con.execute(f"""
+                UPDATE tombstones SET row_key = left(row_key, length(row_key) - length(d.contact_id))
+                    || '{PURGED_LABEL_PREFIX}' || left({hasher.sql('contact_id', 'd.contact_id')}, 16)
+                FROM doomed d
+                WHERE table_name IN ({memberships}) AND ends_with(row_key, ':' || d.contact_id)""")
             con.execute(f"""
                 INSERT INTO bulk_action_items
                 SELECT ?, {label}, 'purged', 'past the {settings.restore_window_days}-day restore window (deleted '
@@ -104,10 +111,13 @@ def purge(con: duckdb.DuckDBPyConnection, home: Home, *, hasher: KeyedHasher, se
     return PurgeResult(bulk_action_id, purged, rows, expired)
 
 
-def forget_plans(con: duckdb.DuckDBPyConnection) -> None:
-    """Empty the run's working tables (plans name contacts; nothing should outlive the run that used them)."""
-    for table in ("plan_sources", "plan_candidates", "plan_items", "restore_sources", "restore_candidates",
-                  "restore_items"):
+PLAN_TABLES = ("plan_sources", "plan_candidates", "plan_items")
+RESTORE_PLAN_TABLES = ("restore_sources", "restore_candidates", "restore_items")
+
+
+def forget_plans(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] = PLAN_TABLES + RESTORE_PLAN_TABLES) -> None:
+    """Drop the run's working tables once applied (plans name contacts; nothing should outlive its run)."""
+    for table in tables:
         if con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_type = "
                        "'BASE TABLE'", [table]).fetchone()[0]:
             con.execute(f"DROP TABLE {table}")

@@ -14,8 +14,9 @@ _ACTION_COLUMNS = ("bulk_action_id", "kind", "source", "source_ref", "requested_
                    "applied_at", "status", "reason", "run_id", "total", "done", "blocked", "rejected", "not_found",
                    "already_done", "failed")
 _REQUEST_COLUMNS = ("file", "request_id", "kind", "regulation", "requested_by", "status", "reason", "received_at",
-                    "due_at", "bulk_action_id", "seen_at", "subjects")
+                    "due_at", "bulk_action_id", "seen_at", "subjects", "extended_reason", "extended_at")
 DUE_SOON_DAYS = 7
+DEADLINE_FLAGS = ("overdue", "due_soon")
 
 
 def _iso(value: Any) -> Any:
@@ -80,6 +81,21 @@ def _deadline(record: dict[str, Any], as_of: datetime) -> str | None:
     if as_of > due:
         return "overdue"
     return "due_soon" if as_of + timedelta(days=DUE_SOON_DAYS) >= due else "open"
+
+
+def deadline_report(con: duckdb.DuckDBPyConnection, *, as_of: datetime) -> dict[str, list[dict[str, Any]]]:
+    """The requests past their due date, and those due within DUE_SOON_DAYS days, still unanswered.
+
+    Args:
+        con: a store connection.
+        as_of: the clock against which deadlines are judged.
+
+    Returns:
+        {"overdue": [...], "due_soon": [...]}: request records as in request_records, earliest due first.
+    """
+    records = request_records(con, as_of=as_of)
+    return {flag: sorted((r for r in records if r["deadline"] == flag), key=lambda r: (r["due_at"], r["file"]))
+            for flag in DEADLINE_FLAGS}
 
 
 def audit_new_records(con: duckdb.DuckDBPyConnection, log: AuditLog, *, at: datetime) -> int:

@@ -112,9 +112,12 @@ def plan_restores(con: duckdb.DuckDBPyConnection, *, hasher: KeyedHasher, settin
                 WHEN state = 'deleted' THEN 'rejected'
                 WHEN restored_at IS NOT NULL AND in_store THEN 'already_done'
                 WHEN in_store THEN 'rejected'
-                ELSE 'not_found' END AS proposal,
-                row_number() OVER (PARTITION BY contact_id, state = 'deleted' ORDER BY ord) AS claim
-            FROM facts)
+                ELSE 'not_found' END AS proposal
+            FROM facts),
+        claimed AS (
+            -- Only a source that would restore the contact claims it; a refused one must not.
+            SELECT *, row_number() OVER (PARTITION BY contact_id, proposal = 'restored' ORDER BY ord) AS claim
+            FROM proposed)
         SELECT bulk_action_id,
                CASE WHEN purged_at IS NOT NULL OR NOT in_store THEN NULL ELSE contact_id END AS contact_id,
                CASE WHEN proposal = 'restored' AND claim > 1 THEN 'already_done' ELSE proposal END AS outcome,
@@ -131,7 +134,7 @@ def plan_restores(con: duckdb.DuckDBPyConnection, *, hasher: KeyedHasher, settin
                  WHEN proposal = 'already_done' THEN 'already restored on ' || strftime(restored_at, '%Y-%m-%d')
                  WHEN claim > 1 THEN 'restored in this run by an earlier request'
                END AS reason
-        FROM proposed""")
+        FROM claimed""")
     return read_restore_plan(con)
 
 

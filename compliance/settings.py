@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from compliance.errors import InputError
 from compliance.rules import TRIGGERS, build_triggers
@@ -35,12 +35,22 @@ class Deadlines(_Strict):
 
 class Settings(_Strict):
     restore_window_days: int = Field(60, ge=0)
+    # Defaults to the restore window: a backup must outlive every contact it can still restore.
     backup_retention_days: int = Field(60, ge=0)
     cascade: Cascade = Cascade()
     active_enrollment: Literal["block", "remove"] = "block"
     backup_formats: tuple[Literal["csv", "parquet"], ...] = ("csv", "parquet")
     memory_limit: str = "2GB"
     deadlines: Deadlines = Deadlines()
+    # Read when the Dagster definitions load: a change takes effect when `retention ui` restarts.
+    request_sensor_interval_seconds: int = Field(30, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retention_follows_window(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "backup_retention_days" not in data and "restore_window_days" in data:
+            return {**data, "backup_retention_days": data["restore_window_days"]}
+        return data
 
     @field_validator("backup_formats")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -67,6 +68,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE purged_contacts (contact_hash VARCHAR PRIMARY KEY, deleted_at TIMESTAMPTZ NOT NULL,"
         " purged_at TIMESTAMPTZ NOT NULL, bulk_action_id VARCHAR NOT NULL)",
     ),
+    (
+        # A deadline extended with notice (GDPR Art. 12(3), CCPA regs 7021(b)): why, and when it was recorded.
+        "ALTER TABLE requests ADD COLUMN extended_reason VARCHAR",
+        "ALTER TABLE requests ADD COLUMN extended_at TIMESTAMPTZ",
+    ),
+    (
+        # Contact ids of a manual delete or restore, handed to its run by token so that Dagster's run storage
+        # (kept forever) never holds them; the run takes and removes them.
+        "CREATE TABLE manual_selections (token VARCHAR PRIMARY KEY, contact_ids VARCHAR[] NOT NULL,"
+        " created_at TIMESTAMPTZ NOT NULL)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -74,10 +86,12 @@ SCHEMA_VERSION = len(MIGRATIONS)
 class Store:
     """Owns the store file of one home and hands out configured connections."""
 
-    def __init__(self, home: Home, memory_limit: str = "2GB", threads: int | None = None):
+    def __init__(self, home: Home, memory_limit: str = "2GB", threads: int | None = None,
+                 lock_timeout: float = 300.0):
         self.home = home
         self.memory_limit = memory_limit
         self.threads = threads
+        self.lock_timeout = lock_timeout
 
     @property
     def path(self):
@@ -96,7 +110,10 @@ class Store:
         self.home.store_dir.chmod(0o700)
         if read_only and not self.path.exists():
             read_only = False
-        con = duckdb.connect(str(self.path), read_only=read_only)
+        con = self._open(read_only)
+        if read_only and schema_version(con) < SCHEMA_VERSION:
+            con.close()
+            read_only, con = False, self._open(False)
         con.execute("SET TimeZone = 'UTC'")
         con.execute(f"SET memory_limit = '{self.memory_limit}'")
         con.execute(f"SET temp_directory = '{self.home.store_dir / 'tmp'}'")
@@ -107,6 +124,18 @@ class Store:
             for path in self.home.store_dir.glob("retention.duckdb*"):
                 path.chmod(0o600)
         return con
+
+
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        # Another process (a scheduled run, the request sensor's run) may hold the store for a while: wait for it.
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:

@@ -19,10 +19,11 @@ from compliance.clock import parse_as_of
 from compliance.contacts import show_contact
 from compliance.errors import InputError
 from compliance.home import Home
+from compliance.intake import CONFIRMATION_WORD, extend_request
 from compliance.keys import KeyedHasher
-from compliance.intake import CONFIRMATION_WORD
 from compliance.preview import preview_run
-from compliance.records import bulk_actions, request_records
+from compliance.records import DUE_SOON_DAYS, bulk_actions, deadline_report, request_records
+from compliance.selections import stage_selection
 from compliance.settings import load_rules, load_settings
 from compliance.store import Store
 
@@ -68,7 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="the bulk actions, or one with its items")
     _common(status)
     status.add_argument("bulk_action_id", nargs="?")
-    _common(commands.add_parser("requests", help="every request file seen, with status, reason and due date"))
+    requests_parser = commands.add_parser("requests",
+                                          help="every request file seen, with status, reason and due date")
+    _common(requests_parser)
+    requests_commands = requests_parser.add_subparsers(dest="requests_command", parser_class=_Parser)
+    extend = requests_commands.add_parser("extend", help="extend an open GDPR/CCPA request's deadline, once")
+    _common(extend)
+    extend.add_argument("request_id")
+    extend.add_argument("--reason", required=True, help="why, as told to the requester (no emails or phones)")
+    extend.add_argument("--as-user", required=True, help="the staff user_id or email recording it (an active admin)")
     audit = commands.add_parser("audit", help="the audit trail")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
     _common(audit_commands.add_parser("verify", help="check the audit log's hash chain"))
@@ -152,7 +161,19 @@ def _run_compliance(args: argparse.Namespace, home: Home, as_of: datetime) -> di
         "report": materialization_metadata(result, "compliance_report").get("markdown"),
         "data_docs": materialization_metadata(result, "retention_invariants").get("data_docs"),
     }
-    return _with_bulk_actions(summary, home, result.run_id)
+    summary = _with_bulk_actions(summary, home, result.run_id)
+    with Store(home).connect(read_only=True) as con:
+        summary["deadlines"] = deadline_report(con, as_of=as_of)
+    return summary
+
+
+def _deadline_lines(deadlines: dict[str, list[dict[str, Any]]]) -> list[str]:
+    lines = []
+    for flag, label in (("overdue", "OVERDUE"), ("due_soon", f"due within {DUE_SOON_DAYS} days")):
+        for record in deadlines.get(flag, []):
+            lines.append(f"  ! request {record['request_id']} ({record['regulation']}, {record['file']}) {label}: "
+                         f"due {record['due_at']}")
+    return lines
 
 
 def _with_bulk_actions(summary: dict[str, Any], home: Home, run_id: str) -> dict[str, Any]:
@@ -201,6 +222,7 @@ def _summary_text(summary: dict[str, Any], home: Home) -> str:
                 if k in ("pending", "rejected", "quarantined", "duplicate") and v}
     if requests:
         lines.append("  new requests: " + ", ".join(f"{n} {k}" for k, n in requests.items()))
+    lines.extend(_deadline_lines(summary.get("deadlines", {})))
     for action in summary.get("bulk_actions", []):
         counts = action["counts"]
         shown = ", ".join(f"{n:,} {k}" for k, n in counts.items() if k != "total" and n)
@@ -306,7 +328,7 @@ def cmd_delete(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     if args.inactive_days is not None and args.inactive_days < 0:
         raise InputError("--inactive-days: must be 0 or more")
     config = {"automatic_sources": False, "manual_requested_by": args.as_user,
-              "manual_contact_ids": args.contact, "manual_tags": args.tag, "manual_location": args.location or "",
+              "manual_selection_token": _stage(home, args.contact), "manual_tags": args.tag, "manual_location": args.location or "",
               "manual_inactive_days": -1 if args.inactive_days is None else args.inactive_days,
               "manual_all": args.all}
     started = time.monotonic()
@@ -323,7 +345,8 @@ def cmd_restore(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     from pipelines.runner import execute_job
 
     _require_home(home)
-    config = {"automatic_sources": False, "manual_requested_by": args.as_user, "manual_contact_ids": args.contact}
+    config = {"automatic_sources": False, "manual_requested_by": args.as_user,
+              "manual_selection_token": _stage(home, args.contact)}
     started = time.monotonic()
     result = execute_job(home, "manual_restore_job", as_of=as_of, echo_progress=not args.json,
                          tags={"retention/command": "restore"},
@@ -332,6 +355,14 @@ def cmd_restore(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
                                   "seconds": round(time.monotonic() - started, 2)}, home, result.run_id)
     _emit(args, summary, _summary_text(summary, home))
     return EXIT_REFUSED if summary["refused_or_failed"] else EXIT_OK
+
+
+def _stage(home: Home, contact_ids: list[str]) -> str:
+    """Hand the listed ids to the run by token: Dagster keeps run config forever, and ids must go with a purge."""
+    if not contact_ids:
+        return ""
+    with Store(home).connect() as con:
+        return stage_selection(con, contact_ids)
 
 
 def cmd_status(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
@@ -359,6 +390,8 @@ def _action_line(action: dict[str, Any]) -> str:
 
 def cmd_requests(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     _require_home(home)
+    if args.requests_command == "extend":
+        return _extend_request(args, home, as_of)
     with Store(home).connect(read_only=True) as con:
         records = request_records(con, as_of=as_of)
     lines = []
@@ -367,7 +400,23 @@ def cmd_requests(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
         lines.append(f"{record['file']}  {record['request_id'] or '-'}  {record['kind'] or '-'}  "
                      f"{record['regulation'] or '-'}  {record['status']}  due {record['due_at'] or '-'}{flag}"
                      + (f"  ({record['reason']})" if record["reason"] else ""))
+    overdue, due_soon = (sum(1 for r in records if r["deadline"] == flag) for flag in ("overdue", "due_soon"))
+    if overdue or due_soon:
+        lines.append(f"{overdue} overdue, {due_soon} due within {DUE_SOON_DAYS} days")
     _emit(args, {"requests": records}, "\n".join(lines) or "no request files seen yet")
+    return EXIT_OK
+
+
+def _extend_request(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
+    settings = load_settings(home.settings_file)
+    with Store(home, memory_limit=settings.memory_limit).connect() as con:
+        extension = extend_request(con, args.request_id, args.reason, as_of, deadlines=settings.deadlines,
+                                   requested_by=args.as_user)
+    AuditLog(home.audit_file).append("request.extended", as_of, **extension)
+    document = {key: value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
+                for key, value in extension.items()}
+    _emit(args, document, f"request {args.request_id} ({extension['regulation']}) extended: due "
+                          f"{document['due_at']} (was {document['previous_due_at']})")
     return EXIT_OK
 
 

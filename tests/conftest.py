@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -187,3 +188,36 @@ def run_deletion(con, home: Home, *, as_of: str | datetime = AS_OF, settings=Non
     settle_request_files(con, home)
     audited = audit_new_records(con, AuditLog(home.audit_file), at=clock)
     return DeletionRun(intake, plan, backups, applied, audited)
+
+
+@pytest.fixture(scope="session")
+def ingested_template(tmp_path_factory) -> Home:
+    """A home whose store holds the hand-made snapshot s1, ingested once per session (ingest takes a while)."""
+    from compliance.clock import parse_as_of
+    from compliance.ingest import ingest_snapshots
+
+    home = Home(tmp_path_factory.mktemp("template") / "home")
+    home.init()
+    write_snapshot(home.snapshots_inbox / "s1")
+    with Store(home).connect() as connection:
+        ingest_snapshots(connection, home, as_of=parse_as_of(AS_OF))
+    return home
+
+
+@pytest.fixture
+def crm(home: Home, ingested_template: Home) -> Home:
+    """The home with snapshot s1 in its inbox and already ingested; ask for it before `con`."""
+    assert not home.store_file.exists(), "request the crm fixture before con"
+    shutil.copytree(ingested_template.snapshots_inbox / "s1", home.snapshots_inbox / "s1")
+    shutil.copy2(ingested_template.store_file, home.store_file)
+    return home
+
+
+def copy_home(template: Home, root: Path) -> Home:
+    """A copy of a prepared home at root; the backup paths its store records are re-pointed at the copy, so that a
+    purge in the copy never removes the template's backups."""
+    shutil.copytree(template.root, root)
+    home = Home(root)
+    with Store(home).connect() as connection:
+        connection.execute("UPDATE backups SET path = replace(path, ?, ?)", [str(template.root), str(home.root)])
+    return home
