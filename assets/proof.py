@@ -34,9 +34,12 @@ def planned_backups_verify(retention: RetentionResource) -> dg.AssetCheckResult:
             verify_backup(Path(path), sha256)
         except (BackupError, TypeError) as exc:
             problems[bulk_action_id] = str(exc)
-    return dg.AssetCheckResult(passed=not problems, metadata={
+    first = next(iter(problems.values()), "")
+    return dg.AssetCheckResult(passed=not problems, description=(
+        f"{len(rows)} planned backup(s) verified" if not problems else
+        f"{len(problems)} of {len(rows)} planned backups failed verification: {first}"), metadata={
         "backups_checked": len(rows), "failures": len(problems),
-        "failed_bulk_actions": list(problems)[:10], "first_problem": next(iter(problems.values()), "")})
+        "failed_bulk_actions": list(problems)[:10], "first_problem": first})
 
 
 def _has_table(con, name: str) -> bool:

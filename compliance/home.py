@@ -65,8 +65,10 @@ rules: []
 """
 
 DAGSTER_YAML = """\
-# A compliance tool makes no outbound calls.
+# A compliance tool makes no outbound calls (nor offers the UI's newsletter sign-up).
 telemetry:
+  enabled: false
+nux:
   enabled: false
 # DuckDB has one writer: the daily schedule and the request sensor take turns.
 concurrency:

@@ -133,13 +133,17 @@ def _blocks(s: dict[str, Any]) -> list[Block]:
     return blocks
 
 
+def _md_cell(value: Any) -> str:
+    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")
+
+
 def _markdown(s: dict[str, Any]) -> str:
     lines: list[str] = []
     for block in _blocks(s):
         if block[0] == "table":
             _, header, rows = block
-            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+            lines += ["| " + " | ".join(map(_md_cell, header)) + " |", "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in rows]
         else:
             lines.append({"h1": "# ", "h2": "## ", "p": ""}[block[0]] + block[1])
         lines.append("")

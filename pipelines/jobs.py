@@ -41,5 +41,6 @@ daily_compliance_schedule = dg.ScheduleDefinition(
     job=compliance_job,
     cron_schedule="0 2 * * *",
     execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
     description="The daily compliance run, which includes the purge of contacts past the restore window.",
 )

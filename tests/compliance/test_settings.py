@@ -38,7 +38,8 @@ def test_values_given_override_the_defaults(tmp_path):
 
     settings = load_settings(path)
 
-    assert settings.restore_window_days == 30 and settings.backup_retention_days == 60
+    # backup_retention_days follows the restore window unless given.
+    assert settings.restore_window_days == 30 and settings.backup_retention_days == 30
     assert settings.cascade.notes == "retain" and settings.cascade.tasks == "delete"
     assert settings.backup_formats == ("parquet",)
 
