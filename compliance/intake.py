@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from compliance.home import Home
 from compliance.requests import (Request, RequestFile, add_months, archive, due_at, parse_request_file,
                                  pending_request_files, quarantine)
 from compliance.settings import Deadlines, Settings
-from compliance.staff import authorize
+from compliance.staff import authorize, recorded_requester
 from compliance.store import transaction
 
 CONFIRMATION_WORD = "DELETE"
@@ -60,25 +60,26 @@ def take_requests(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datetime
         parsed = _read(path)
         if parsed is None:
             continue
+        parsed, name = _screened(parsed)
         result.files_seen += 1
         known = [] if parsed.file_hash == UNREADABLE_HASH else con.execute(
-            "SELECT status FROM requests WHERE file = ? AND file_hash = ?", [path.name, parsed.file_hash]).fetchall()
+            "SELECT status FROM requests WHERE file = ? AND file_hash = ?", [name, parsed.file_hash]).fetchall()
         if known:
             if move_files and all(status in FINAL_STATUSES for (status,) in known):
                 archive(path)
             continue
         with transaction(con):
             if parsed.error:
-                _record_quarantine(con, parsed, as_of)
+                _record_quarantine(con, name, parsed, as_of)
             for request in parsed.requests:
-                status = _record(con, parsed, request, as_of, settings)
+                status = _record(con, name, parsed, request, as_of, settings)
                 result.by_status[status] += 1
         if parsed.error:
             result.by_status["quarantined"] += 1
-            result.quarantined.append(path.name)
+            result.quarantined.append(name)
             if move_files:
                 quarantine(path, parsed.error)
-        elif move_files and not _open_requests(con, path.name, parsed.file_hash):
+        elif move_files and not _open_requests(con, name, parsed.file_hash):
             archive(path)
     return result
 
@@ -91,7 +92,7 @@ def settle_request_files(con: duckdb.DuckDBPyConnection, home: Home) -> list[Pat
         if parsed is None or parsed.file_hash == UNREADABLE_HASH:
             continue
         rows = con.execute("SELECT status FROM requests WHERE file = ? AND file_hash = ?",
-                           [path.name, parsed.file_hash]).fetchall()
+                           [_recorded_name(path, parsed.file_hash), parsed.file_hash]).fetchall()
         if rows and all(status in FINAL_STATUSES for (status,) in rows):
             moved.append(archive(path))
     return moved
@@ -108,17 +109,41 @@ def _read(path: Path) -> RequestFile | None:
                            error=f"{path.name}: cannot be read ({exc.strerror or type(exc).__name__})")
 
 
+def _recorded_name(path: Path, file_hash: str) -> str:
+    """The name a request file is recorded under: its own, unless it holds an email or an international phone
+    number (a file named after the person), which the records, the audit trail and the run's metadata never hold.
+    A name of digits alone (a date, a reference number) is kept."""
+    stem = path.stem.strip()
+    if personal_data_kind(path.name) == "email" or (stem.startswith("+") and personal_data_kind(stem) == "phone"):
+        return f"request-{file_hash[:12]}{path.suffix.lower()}"
+    return path.name
+
+
+def _screened(parsed: RequestFile) -> tuple[RequestFile, str]:
+    """The file and the name it is recorded under; a request_id that looks like an email or phone quarantines it
+    (the id is kept in the records and the audit trail)."""
+    name = _recorded_name(parsed.path, parsed.file_hash)
+    error = parsed.error
+    if error is None and any(personal_data_kind(request.request_id) for request in parsed.requests):
+        error = (f"{parsed.path.name}: request_id looks like an email address or phone number; use a reference "
+                 "that names no person")
+    if error is not None and name != parsed.path.name:
+        error = error.replace(parsed.path.name, name, 1)
+    return replace(parsed, requests=() if error else parsed.requests, error=error), name
+
+
 def _open_requests(con: duckdb.DuckDBPyConnection, file: str, file_hash: str) -> bool:
     return con.execute("SELECT count(*) FROM requests WHERE file = ? AND file_hash = ? AND status NOT IN "
                        f"({', '.join(repr(s) for s in FINAL_STATUSES)})", [file, file_hash]).fetchone()[0] > 0
 
 
-def _record_quarantine(con: duckdb.DuckDBPyConnection, parsed: RequestFile, as_of: datetime) -> None:
+def _record_quarantine(con: duckdb.DuckDBPyConnection, name: str, parsed: RequestFile,
+                       as_of: datetime) -> None:
     con.execute("INSERT INTO requests (file, file_hash, status, reason, seen_at) VALUES (?, ?, 'quarantined', ?, ?)",
-                [parsed.path.name, parsed.file_hash, parsed.error, as_of])
+                [name, parsed.file_hash, parsed.error, as_of])
 
 
-def _record(con: duckdb.DuckDBPyConnection, parsed: RequestFile, request: Request, as_of: datetime,
+def _record(con: duckdb.DuckDBPyConnection, name: str, parsed: RequestFile, request: Request, as_of: datetime,
             settings: Settings) -> str:
     status, reason = _verdict(con, request)
     extended = request.extension_reason if status != "duplicate" else None
@@ -131,23 +156,16 @@ def _record(con: duckdb.DuckDBPyConnection, parsed: RequestFile, request: Reques
         "INSERT INTO requests (file, file_hash, request_id, kind, regulation, requested_by, status, reason,"
         " received_at, due_at, seen_at, subjects, extended_reason, extended_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [parsed.path.name, parsed.file_hash, request.request_id, request.kind, request.regulation,
-         _requester_record(con, request.requested_by), status, reason, request.received_at, due_at(request, settings.deadlines), as_of,
-         len(request.subjects), extended, as_of if extended else None])
+        [name, parsed.file_hash, request.request_id, request.kind, request.regulation,
+         authorize(con, request.requested_by).user_id or recorded_requester(request.requested_by), status, reason,
+         request.received_at, due_at(request, settings.deadlines), as_of, len(request.subjects), extended,
+         as_of if extended else None])
     if status in ("pending", "rejected"):
         con.executemany(
             "INSERT INTO pending_subjects VALUES (?, ?, ?, ?, ?)",
             [[request.request_id, number, subject.contact_id, subject.email_key(), subject.phone_key()]
              for number, subject in enumerate(request.subjects, start=1)])
     return status
-
-
-def _requester_record(con: duckdb.DuckDBPyConnection, requested_by: str) -> str:
-    """The staff user_id when known; an unknown requester written as an email or phone is not kept raw."""
-    user_id = authorize(con, requested_by).user_id
-    if user_id:
-        return user_id
-    return "unknown staff member" if personal_data_kind(requested_by) else requested_by
 
 
 def _verdict(con: duckdb.DuckDBPyConnection, request: Request) -> tuple[str, str | None]:

@@ -10,7 +10,7 @@ import duckdb
 from compliance.deletion import new_bulk_action_id
 from compliance.keys import KeyedHasher
 from compliance.settings import Settings
-from compliance.staff import authorize
+from compliance.staff import authorize, recorded_requester
 from compliance.store import transaction
 
 RESTORE_OUTCOMES = ("restored", "rejected", "not_found", "already_done", "failed")
@@ -65,7 +65,8 @@ def plan_restores(con: duckdb.DuckDBPyConnection, *, hasher: KeyedHasher, settin
     if manual is not None:
         authorization = authorize(con, manual.requested_by)
         sources.append([new_bulk_action_id(as_of), len(sources), "manual", "manual",
-                        f"{len(manual.contact_ids)} listed contact(s)", authorization.user_id or manual.requested_by,
+                        f"{len(manual.contact_ids)} listed contact(s)",
+                        authorization.user_id or recorded_requester(manual.requested_by),
                         authorization.refusal])
     con.execute("CREATE OR REPLACE TABLE restore_sources (bulk_action_id VARCHAR, ord INTEGER, source_kind VARCHAR,"
                 " source VARCHAR, source_ref VARCHAR, requested_by VARCHAR, rejection VARCHAR)")
@@ -171,11 +172,12 @@ def apply_restores(con: duckdb.DuckDBPyConnection, *, hasher: KeyedHasher, as_of
         with transaction(con):
             con.execute("CREATE OR REPLACE TEMP TABLE revived AS SELECT contact_id FROM restore_items "
                         "WHERE bulk_action_id = ? AND outcome = 'restored'", [action.bulk_action_id])
+            revived = "FROM contacts WHERE contact_id IN (SELECT contact_id FROM revived)"
             con.execute(f"""
                 DELETE FROM suppression WHERE key_hash IN (
-                    SELECT {hasher.sql('contact_id', 'contact_id')} FROM contacts WHERE contact_id IN (SELECT * FROM revived)
-                    UNION SELECT {hasher.sql('email', 'email_key')} FROM contacts WHERE contact_id IN (SELECT * FROM revived)
-                    UNION SELECT {hasher.sql('phone', 'phone_key')} FROM contacts WHERE contact_id IN (SELECT * FROM revived))""")
+                    SELECT {hasher.sql('contact_id', 'contact_id')} {revived}
+                    UNION SELECT {hasher.sql('email', 'email_key')} {revived}
+                    UNION SELECT {hasher.sql('phone', 'phone_key')} {revived})""")
             con.execute("UPDATE contact_lifecycle SET state = 'active', restored_at = ?, restored_by = ? "
                         "WHERE contact_id IN (SELECT contact_id FROM revived)", [as_of, action.bulk_action_id])
             con.execute("INSERT INTO bulk_action_items SELECT bulk_action_id, contact_id, outcome, reason "

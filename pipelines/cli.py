@@ -328,7 +328,8 @@ def cmd_delete(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     if args.inactive_days is not None and args.inactive_days < 0:
         raise InputError("--inactive-days: must be 0 or more")
     config = {"automatic_sources": False, "manual_requested_by": args.as_user,
-              "manual_selection_token": _stage(home, args.contact), "manual_tags": args.tag, "manual_location": args.location or "",
+              "manual_selection_token": _stage(home, args.contact), "manual_tags": args.tag,
+              "manual_location": args.location or "",
               "manual_inactive_days": -1 if args.inactive_days is None else args.inactive_days,
               "manual_all": args.all}
     started = time.monotonic()
