@@ -195,20 +195,30 @@ def _plan_sources(con: duckdb.DuckDBPyConnection, rules: Rules, as_of: datetime,
     return sources
 
 
-def _request_candidates(con: duckdb.DuckDBPyConnection) -> None:
-    """Every contact a request subject names, by contact_id, email or phone; unmatched subjects kept with NULL."""
-    con.execute("""
-        INSERT INTO plan_candidates
+def subject_matches_sql(sources_table: str) -> str:
+    """A WITH clause: `subjects` of the request sources in the table, and their `matches` among all contacts.
+
+    A subject matches every contact with its contact_id, email key or phone key (three equi-joins, not one OR-join,
+    so that DuckDB hashes them over millions of contacts).
+    """
+    return f"""
         WITH subjects AS (
             SELECT s.bulk_action_id, p.subject_no, p.contact_id, p.email_key, p.phone_key
-            FROM plan_sources s JOIN pending_subjects p ON p.request_id = s.source_ref
+            FROM {sources_table} s JOIN pending_subjects p ON p.request_id = s.source_ref
             WHERE s.source_kind = 'request'),
         matches AS (
             SELECT x.bulk_action_id, x.subject_no, c.contact_id FROM subjects x JOIN contacts c USING (contact_id)
             UNION SELECT x.bulk_action_id, x.subject_no, c.contact_id FROM subjects x
                 JOIN contacts c ON c.email_key = x.email_key
             UNION SELECT x.bulk_action_id, x.subject_no, c.contact_id FROM subjects x
-                JOIN contacts c ON c.phone_key = x.phone_key)
+                JOIN contacts c ON c.phone_key = x.phone_key)"""
+
+
+def _request_candidates(con: duckdb.DuckDBPyConnection) -> None:
+    """Every contact a request subject names, by contact_id, email or phone; unmatched subjects kept with NULL."""
+    con.execute(f"""
+        INSERT INTO plan_candidates
+        {subject_matches_sql('plan_sources')}
         SELECT x.bulk_action_id, m.contact_id, x.subject_no,
                'subject ' || x.subject_no || ' (' || concat_ws(', ',
                    CASE WHEN x.contact_id IS NOT NULL THEN 'contact_id' END,

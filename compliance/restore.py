@@ -7,7 +7,7 @@ from datetime import datetime
 
 import duckdb
 
-from compliance.deletion import new_bulk_action_id
+from compliance.deletion import new_bulk_action_id, subject_matches_sql
 from compliance.keys import KeyedHasher
 from compliance.settings import Settings
 from compliance.staff import authorize, recorded_requester
@@ -74,18 +74,9 @@ def plan_restores(con: duckdb.DuckDBPyConnection, *, hasher: KeyedHasher, settin
         con.executemany("INSERT INTO restore_sources VALUES (?, ?, ?, ?, ?, ?, ?)", sources)
     con.execute("CREATE OR REPLACE TABLE restore_candidates (bulk_action_id VARCHAR, contact_id VARCHAR,"
                 " subject VARCHAR)")
-    con.execute("""
+    con.execute(f"""
         INSERT INTO restore_candidates
-        WITH subjects AS (
-            SELECT s.bulk_action_id, p.subject_no, p.contact_id, p.email_key, p.phone_key
-            FROM restore_sources s JOIN pending_subjects p ON p.request_id = s.source_ref
-            WHERE s.source_kind = 'request'),
-        matches AS (
-            SELECT x.bulk_action_id, x.subject_no, c.contact_id FROM subjects x JOIN contacts c USING (contact_id)
-            UNION SELECT x.bulk_action_id, x.subject_no, c.contact_id FROM subjects x
-                JOIN contacts c ON c.email_key = x.email_key
-            UNION SELECT x.bulk_action_id, x.subject_no, c.contact_id FROM subjects x
-                JOIN contacts c ON c.phone_key = x.phone_key)
+        {subject_matches_sql('restore_sources')}
         SELECT x.bulk_action_id, coalesce(m.contact_id, x.contact_id),
                CASE WHEN m.contact_id IS NULL THEN 'subject ' || x.subject_no END
         FROM subjects x LEFT JOIN matches m USING (bulk_action_id, subject_no)""")

@@ -317,8 +317,6 @@ def cmd_plan(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
 
 
 def cmd_delete(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
-    from pipelines.runner import execute_job
-
     _require_home(home)
     if args.confirm != CONFIRMATION_WORD:
         raise InputError(f"--confirm must be exactly {CONFIRMATION_WORD} (got {args.confirm!r}); nothing was deleted")
@@ -332,26 +330,24 @@ def cmd_delete(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
               "manual_location": args.location or "",
               "manual_inactive_days": -1 if args.inactive_days is None else args.inactive_days,
               "manual_all": args.all}
-    started = time.monotonic()
-    result = execute_job(home, "manual_delete_job", as_of=as_of, echo_progress=not args.json,
-                         tags={"retention/command": "delete"},
-                         extra_config={"ops": {"deletion_plan": {"config": config}}})
-    summary = _with_bulk_actions({"run_id": result.run_id, "as_of": as_of.isoformat(), "success": result.success,
-                                  "seconds": round(time.monotonic() - started, 2)}, home, result.run_id)
-    _emit(args, summary, _summary_text(summary, home))
-    return EXIT_REFUSED if summary["refused_or_failed"] else EXIT_OK
+    return _run_manual(args, home, as_of, "manual_delete_job", "deletion_plan", config)
 
 
 def cmd_restore(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
-    from pipelines.runner import execute_job
-
     _require_home(home)
     config = {"automatic_sources": False, "manual_requested_by": args.as_user,
               "manual_selection_token": _stage(home, args.contact)}
+    return _run_manual(args, home, as_of, "manual_restore_job", "applied_restores", config)
+
+
+def _run_manual(args: argparse.Namespace, home: Home, as_of: datetime, job: str, asset: str,
+                config: dict[str, Any]) -> int:
+    from pipelines.runner import execute_job
+
     started = time.monotonic()
-    result = execute_job(home, "manual_restore_job", as_of=as_of, echo_progress=not args.json,
-                         tags={"retention/command": "restore"},
-                         extra_config={"ops": {"applied_restores": {"config": config}}})
+    result = execute_job(home, job, as_of=as_of, echo_progress=not args.json,
+                         tags={"retention/command": args.command},
+                         extra_config={"ops": {asset: {"config": config}}})
     summary = _with_bulk_actions({"run_id": result.run_id, "as_of": as_of.isoformat(), "success": result.success,
                                   "seconds": round(time.monotonic() - started, 2)}, home, result.run_id)
     _emit(args, summary, _summary_text(summary, home))
