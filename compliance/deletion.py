@@ -429,9 +429,12 @@ def _apply_one(con: duckdb.DuckDBPyConnection, bulk_action_id: str, hasher: Keye
     if legal and not backup_error:
         # A person a legal erasure finds already deleted (by an internal action, maybe in this very run) is erased
         # too: suppressed, so that a later snapshot cannot bring them back.
-        con.execute("CREATE OR REPLACE TEMP TABLE erased AS SELECT contact_id FROM doomed UNION "
-                    "SELECT contact_id FROM plan_items WHERE bulk_action_id = ? AND outcome = 'already_done' "
-                    "AND contact_id IS NOT NULL", [bulk_action_id])
+        # The erased contacts' keys, materialised first: otherwise DuckDB may push `hash IS NOT NULL` below the
+        # semi-join and compute the keyed hash of every contact in the store.
+        con.execute("CREATE OR REPLACE TEMP TABLE erased AS SELECT contact_id, email_key, phone_key FROM contacts "
+                    "WHERE contact_id IN (SELECT contact_id FROM doomed UNION SELECT contact_id FROM plan_items "
+                    "WHERE bulk_action_id = ? AND outcome = 'already_done' AND contact_id IS NOT NULL)",
+                    [bulk_action_id])
         # An email or phone still carried by an active contact (the same person's other contact, or a shared
         # line) is not suppressed: it would hide that contact from later snapshots while it stays active here.
         still_active = ("NOT EXISTS (SELECT 1 FROM contacts a WHERE a.{key} = e.{key} AND a.contact_id NOT IN "
@@ -439,12 +442,11 @@ def _apply_one(con: duckdb.DuckDBPyConnection, bulk_action_id: str, hasher: Keye
         con.execute(f"""
             INSERT INTO suppression
             SELECT kind, hash, ?, ? FROM (
-                SELECT 'contact_id' AS kind, {hasher.sql('contact_id', 'contact_id')} AS hash FROM contacts
-                    WHERE contact_id IN (SELECT contact_id FROM erased)
-                UNION SELECT 'email', {hasher.sql('email', 'e.email_key')} FROM contacts e
-                    WHERE contact_id IN (SELECT contact_id FROM erased) AND {still_active.format(key='email_key')}
-                UNION SELECT 'phone', {hasher.sql('phone', 'e.phone_key')} FROM contacts e
-                    WHERE contact_id IN (SELECT contact_id FROM erased) AND {still_active.format(key='phone_key')}
+                SELECT 'contact_id' AS kind, {hasher.sql('contact_id', 'contact_id')} AS hash FROM erased
+                UNION SELECT 'email', {hasher.sql('email', 'e.email_key')} FROM erased e
+                    WHERE {still_active.format(key='email_key')}
+                UNION SELECT 'phone', {hasher.sql('phone', 'e.phone_key')} FROM erased e
+                    WHERE {still_active.format(key='phone_key')}
                 UNION {_unmatched_subject_hashes(hasher)})
             WHERE hash IS NOT NULL AND hash NOT IN (SELECT key_hash FROM suppression)""",
                     [bulk_action_id, as_of, *[bulk_action_id] * 3])

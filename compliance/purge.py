@@ -140,6 +140,9 @@ def compact_store(store: Store) -> int:
     for leftover in (target, target.with_name(target.name + ".wal")):
         leftover.unlink(missing_ok=True)
     with duckdb.connect() as con:
+        # The copy honours the store's memory limit, spilling beside it, like every other step.
+        con.execute(f"SET memory_limit = '{store.memory_limit}'")
+        con.execute(f"SET temp_directory = '{store.home.store_dir / 'tmp'}'")
         con.execute(f"ATTACH '{source}' AS old")
         con.execute(f"ATTACH '{target}' AS new")
         con.execute("COPY FROM DATABASE old TO new")
