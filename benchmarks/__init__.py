@@ -1,0 +1,1 @@
+"""Benchmarks of the contact retention pipeline: `python -m benchmarks.run --contacts N`."""
