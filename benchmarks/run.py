@@ -219,6 +219,8 @@ def _run(args: argparse.Namespace, command: str, work: Path, rec: Recorder, warn
             floor = run_floor(copies["floor"], work / "floor" / "backup", source, as_of=AS_OF,
                               memory_limit=args.memory_limit)
             step.rows = floor.contacts
+        # Like our steps, which share an open connection, the floor is timed without opening its store.
+        step.seconds = floor.seconds
         shutil.rmtree(work / "floor", ignore_errors=True)
         with rec.step("per-contact: measured sample", rows_label="subjects",
                       group="references (same cohort, copies of the store)") as step:
