@@ -106,7 +106,7 @@ def ingest_snapshots(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datet
         progress(f"validating snapshot {snapshot_id}")
         for source in sources:
             _validate(con, snapshot_id, source)
-    hasher = KeyedHasher(home.secret()) if home.secret_file.exists() else None
+    hasher = KeyedHasher(home.secret()).register(con) if home.secret_file.exists() else None
     for snapshot_id, content_hash, sources in pending:
         progress(f"loading snapshot {snapshot_id}")
         result.ingested.append(_apply(con, snapshot_id, content_hash, sources, as_of, hasher))

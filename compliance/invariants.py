@@ -146,7 +146,7 @@ def check_invariants(con: duckdb.DuckDBPyConnection, *, secret: bytes, settings:
         ValueError: `only` names an unknown invariant.
     """
     names = _select(only)
-    measure = _Measure(con, KeyedHasher(secret), settings, _epoch_us(as_of))
+    measure = _Measure(con, KeyedHasher(secret).register(con), settings, _epoch_us(as_of))
     rows = [row for name in names for row in getattr(measure, name)()]
     verdicts, index = _judge(rows, names, settings, docs_dir)
     return InvariantSummary(tuple(_result(name, verdicts[name], rows, settings) for name in names), index)

@@ -37,7 +37,7 @@ def preview_run(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datetime, 
     Returns:
         One document per bulk action the run would record, with its per-contact items.
     """
-    hasher = KeyedHasher(home.secret())
+    hasher = KeyedHasher(home.secret()).register(con)
     with rolled_back(con):
         ingest_snapshots(con, home, as_of=as_of, progress=progress)
         take_requests(con, home, as_of=as_of, settings=settings, move_files=False)

@@ -9,6 +9,7 @@ from typing import Iterator
 import duckdb
 
 from compliance.home import Home
+from compliance.keys import KeyedHasher
 from compliance.schema import CONTACTS, TABLES, TableSpec
 
 
@@ -119,6 +120,8 @@ class Store:
         con.execute(f"SET temp_directory = '{self.home.store_dir / 'tmp'}'")
         if self.threads:
             con.execute(f"SET threads = {int(self.threads)}")
+        if self.home.secret_file.exists():
+            KeyedHasher(self.home.secret()).register(con)
         if not read_only:
             migrate(con)
             for path in self.home.store_dir.glob("retention.duckdb*"):

@@ -110,6 +110,7 @@ def test_keyed_hash_in_sql_equals_python(secret):
               ("contact_id", "c-1"), ("contact_id", "o'neil"), ("email", "")]
 
     with duckdb.connect() as con:
+        hasher.register(con)
         for kind, value in values:
             in_sql = con.execute(f"SELECT {hasher.sql(kind, 'v')} FROM (SELECT ? AS v)", [value]).fetchone()[0]
             assert in_sql == hasher.hash(kind, value), (kind, value)
