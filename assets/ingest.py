@@ -2,15 +2,14 @@
 
 import dagster as dg
 
-from compliance.ingest import ingest_snapshots
-from pipelines.resources import RetentionResource
+from compliance import steps
+from resources import RetentionResource
 
 
 @dg.asset(group_name="ingest", kinds={"duckdb"})
 def crm_snapshots(context: dg.AssetExecutionContext, retention: RetentionResource) -> dg.MaterializeResult:
     """The CRM snapshots dropped in inbox/snapshots, loaded into the store in name order, each once."""
-    result = ingest_snapshots(retention.connect(), retention.paths, as_of=retention.clock,
-                              progress=retention.progress(context))
+    result = steps.ingest(retention.run_context(context))
     row_counts = {f"{s.snapshot_id}/{table}": count for s in result.ingested for table, count in s.row_counts.items()}
     return dg.MaterializeResult(metadata={
         "snapshots_ingested": [s.snapshot_id for s in result.ingested],

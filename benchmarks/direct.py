@@ -1,7 +1,7 @@
-"""The daily run as direct calls into compliance/, step for step what compliance_job's assets and checks call.
+"""The daily run as direct calls: compliance.steps.DAILY_RUN, the job's own step functions, in the job's order.
 
-MIRRORED names the job steps these calls stand for; a job step not in it is reported by the benchmark, so a
-new asset cannot silently make the Dagster-versus-direct ratio unfair.
+MIRRORED gives each job step the benchmark row that times it; a job step without a row is reported by the
+benchmark (and fails a test), so a new asset cannot silently make the Dagster-versus-direct ratio unfair.
 """
 
 from __future__ import annotations
@@ -9,23 +9,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import duckdb
 
 from benchmarks.measure import Recorder
-from compliance.audit import AuditLog
-from compliance.backup import BackupError, verify_backup
-from compliance.deletion import apply_deletions, back_up, build_plan
+from compliance import steps
 from compliance.home import Home
-from compliance.ingest import ingest_snapshots
-from compliance.intake import settle_request_files, take_requests
-from compliance.keys import KeyedHasher
-from compliance.purge import PurgeResult, compact_store, forget_plans, purge
-from compliance.records import audit_new_records
-from compliance.restore import apply_restores, plan_restores
-from compliance.rules import predicate
+from compliance.purge import PurgeResult, compact_store
 from compliance.settings import load_rules, load_settings
 from compliance.store import Store
 
@@ -65,6 +56,38 @@ def linked_rows(con: duckdb.DuckDBPyConnection) -> int:
     return sum(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in LINKED_TABLES)
 
 
+def _rows_of(job_step: str, out: Any, con: duckdb.DuckDBPyConnection, run: "DailyRun") -> int | None:
+    """The rows a step's benchmark row counts, from the step's own result (None: the row shows no count)."""
+    if job_step == "crm_snapshots":
+        run.snapshot_rows = sum(sum(s.row_counts.values()) for s in out.ingested)
+        return run.snapshot_rows
+    if job_step == "request_intake":
+        return con.execute("SELECT count(*) FROM pending_subjects").fetchone()[0]
+    if job_step == "rule_matches":
+        return con.execute("SELECT count(*) FROM contacts").fetchone()[0] * max(1, len(out))
+    if job_step == "deletion_plan":
+        run.planned = out.counts()
+        return sum(run.planned.values())
+    if job_step == "contact_backups":
+        run.rows_backed_up = sum(m.total_rows for m in out.values() if not isinstance(m, str))
+        return run.rows_backed_up
+    if job_step == "contact_backups_planned_backups_verify":
+        return run.rows_backed_up
+    if job_step == "applied_deletions":
+        run.deleted = sum(a.counts["deleted"] for a in out.actions)
+        return None
+    if job_step == "retention_invariants":
+        run.invariants_passed, run.invariants_failed = out.passed, tuple(out.failed)
+        return con.execute("SELECT count(*) FROM contacts").fetchone()[0]
+    return None
+
+
+ROWS_LABELS = {"crm_snapshots": "snapshot rows", "request_intake": "request subjects",
+               "rule_matches": "contacts scanned", "deletion_plan": "contacts decided",
+               "contact_backups": "rows written (x2 formats)", "contact_backups_planned_backups_verify": "rows re-read",
+               "applied_deletions": "rows removed", "retention_invariants": "contacts checked"}
+
+
 class DirectHome:
     """One home driven by direct calls, its store connection kept open between steps like the job's resource."""
 
@@ -76,7 +99,6 @@ class DirectHome:
         self.con = self.store.connect()
         self.settings = load_settings(home.settings_file)
         self.rules = load_rules(home.rules_file)
-        self.hasher = KeyedHasher(home.secret())
 
     def close(self) -> None:
         if self.con is not None:
@@ -87,106 +109,58 @@ class DirectHome:
         self.close()
         self.con = self.store.connect()
 
-    def audit(self, as_of: datetime) -> int:
-        return audit_new_records(self.con, AuditLog(self.home.audit_file), at=as_of)
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        if self.con is None:
+            self.con = self.store.connect()
+        return self.con
+
+    def compact(self) -> int:
+        self.close()
+        size = compact_store(self.store)
+        self.reopen()
+        return size
+
+    def context(self, as_of: datetime, run_id: str | None = None) -> steps.RunContext:
+        """The same RunContext the job's resource gives its steps."""
+        return steps.RunContext(connect=self.connection, home=self.home, settings=self.settings, as_of=as_of,
+                                run_id=run_id or uuid.uuid4().hex, compact=self.compact)
 
     def daily_run(self, rec: Recorder, as_of: datetime, *,
                   after_ingest: Callable[[], None] = lambda: None) -> DailyRun:
-        """The whole compliance_job, one recorded step per job step; `after_ingest` runs untimed after ingest."""
-        con, home, result, group = self.con, self.home, DailyRun(), self.GROUP
-        run_id = uuid.uuid4().hex
-        with rec.step("ingest", rows_label="snapshot rows", group=group) as step:
-            ingested = ingest_snapshots(con, home, as_of=as_of)
-            step.rows = result.snapshot_rows = sum(sum(s.row_counts.values()) for s in ingested.ingested)
-        after_ingest()
-        with rec.step("intake", rows_label="request subjects", group=group) as step:
-            take_requests(con, home, as_of=as_of, settings=self.settings)
-            step.rows = con.execute("SELECT count(*) FROM pending_subjects").fetchone()[0]
-        with rec.step("rule matches", rows_label="contacts scanned", group=group) as step:
-            for rule in self.rules.rules:
-                con.execute("SELECT count(*) FROM contacts c WHERE c.contact_id NOT IN "
-                            "(SELECT contact_id FROM contact_lifecycle WHERE state = 'deleted') AND "
-                            f"{predicate(rule.trigger, as_of)}").fetchone()
-            step.rows = con.execute("SELECT count(*) FROM contacts").fetchone()[0] * max(1, len(self.rules.rules))
-        with rec.step("plan", rows_label="contacts decided", group=group) as step:
-            plan = build_plan(con, hasher=self.hasher, settings=self.settings, rules=self.rules, as_of=as_of)
-            result.planned = plan.counts()
-            step.rows = sum(result.planned.values())
-        with rec.step("backup", rows_label="rows written (x2 formats)", group=group) as step:
-            backups = back_up(con, home, self.settings)
-            result.rows_backed_up = step.rows = sum(m.total_rows for m in backups.values() if not isinstance(m, str))
-        with rec.step("backup verify (blocking check)", rows_label="rows re-read", group=group) as step:
-            for _, path, sha256, error in con.execute(
-                    "SELECT bulk_action_id, backup_path, backup_sha256, backup_error FROM plan_sources "
-                    "WHERE bulk_action_id IN (SELECT bulk_action_id FROM plan_items WHERE outcome = 'deleted') "
-                    "AND NOT preview AND bulk_action_id NOT IN (SELECT bulk_action_id FROM bulk_actions)").fetchall():
-                if not error:
-                    try:
-                        verify_backup(Path(path), sha256)
-                    except (BackupError, TypeError):
-                        pass
-            step.rows = result.rows_backed_up
-        before = linked_rows(con)
-        with rec.step("apply (cascade)", rows_label="rows removed", group=group) as step:
-            actions = apply_deletions(con, hasher=self.hasher, settings=self.settings, as_of=as_of, run_id=run_id)
-            settle_request_files(con, home)
-            self.audit(as_of)
-            result.deleted = sum(a.counts["deleted"] for a in actions)
-        result.rows_removed = step.rows = before - linked_rows(con)
-        with rec.step("restores (none due)", group=group):
-            plan_restores(con, hasher=self.hasher, settings=self.settings, as_of=as_of)
-            apply_restores(con, hasher=self.hasher, as_of=as_of, run_id=run_id)
-            settle_request_files(con, home)
-            self.audit(as_of)
-        with rec.step("purge (none due)", group=group):
-            purged = purge(con, home, hasher=self.hasher, settings=self.settings, as_of=as_of, run_id=run_id)
-            forget_plans(con)
-            self.audit(as_of)
-            if purged.contacts_purged or purged.backups_expired:
-                self.close()
-                compact_store(self.store)
-                self.reopen()
-                con = self.con
-        summary = self.invariants(rec, as_of, "invariants + Data Docs", group=group, run_id=run_id)
-        if summary is not None:
-            result.invariants_passed, result.invariants_failed = summary.passed, tuple(summary.failed)
-        with rec.step("compliance report", group=group):
-            self.report(as_of, run_id)
+        """The whole compliance_job: every step of steps.DAILY_RUN in order, one recorded row each.
+
+        `after_ingest` runs untimed after the ingest step.
+        """
+        ctx, result = self.context(as_of), DailyRun()
+        for step in steps.DAILY_RUN:
+            name = MIRRORED[step.job_step]
+            before = linked_rows(ctx.con) if step.job_step == "applied_deletions" else 0
+            with rec.step(name, rows_label=ROWS_LABELS.get(step.job_step, "rows"), group=self.GROUP) as timed:
+                out = step.run(ctx)
+            rows = _rows_of(step.job_step, out, ctx.con, result)
+            if step.job_step == "applied_deletions":
+                rows = result.rows_removed = before - linked_rows(ctx.con)
+            if rows is not None:
+                timed.rows = rows
+            if step.job_step == "crm_snapshots":
+                after_ingest()
         return result
 
     def purge(self, rec: Recorder, as_of: datetime, *, group: str) -> PurgeResult:
-        """The purged_contacts asset past the window: purge, forget plans, audit, then compact (its own step)."""
+        """The purged_contacts step past the window, with its compaction timed as its own row."""
+        ctx = self.context(as_of)
+        ctx.compact = None
         with rec.step("purge past the window", rows_label="contacts purged", group=group) as step:
-            result = purge(self.con, self.home, hasher=self.hasher, settings=self.settings, as_of=as_of,
-                           run_id=uuid.uuid4().hex)
-            forget_plans(self.con)
-            self.audit(as_of)
+            result = steps.purge_expired(ctx).result
             step.rows = result.contacts_purged
         with rec.step("compact store", rows_label="MB rewritten", group=group) as step:
-            self.close()
-            compact_store(self.store)
-            self.reopen()
+            self.compact()
             step.rows = round(self.store.path.stat().st_size / (1024 * 1024))
         return result
 
     def invariants(self, rec: Recorder, as_of: datetime, name: str, *, group: str, run_id: str):
-        """check_invariants as the retention_invariants asset calls it (Data Docs, saved results); None if n/a."""
-        try:
-            from compliance.invariants import check_invariants
-            from compliance.report import run_folder, save_invariants
-        except ImportError as exc:
-            rec.log(f"{name}: n/a ({exc})")
-            return None
+        """The retention_invariants step (Data Docs, saved results)."""
         with rec.step(name, rows_label="contacts checked", group=group) as step:
-            summary = check_invariants(self.con, secret=self.home.secret(), settings=self.settings, as_of=as_of,
-                                       docs_dir=self.home.reports_dir / "data_docs")
-            save_invariants(summary, run_folder(self.home, run_id=run_id, as_of=as_of))
+            summary = steps.prove(self.context(as_of, run_id))
             step.rows = self.con.execute("SELECT count(*) FROM contacts").fetchone()[0]
         return summary
-
-    def report(self, as_of: datetime, run_id: str) -> None:
-        from compliance.report import load_invariants, run_folder, write_report
-
-        folder = run_folder(self.home, run_id=run_id, as_of=as_of)
-        if (folder / "invariants.json").exists():
-            write_report(self.con, self.home, run_id=run_id, as_of=as_of, invariants=load_invariants(folder))

@@ -164,8 +164,8 @@ def _run(args: argparse.Namespace, command: str, work: Path, rec: Recorder, warn
     from pipelines.definitions import defs
     dagster_import_s = time.perf_counter() - started
     from benchmarks.direct import DELETE_RUN_STEPS, MIRRORED, DirectHome
-    from compliance.keys import KeyedHasher
-    from compliance.restore import ManualRestore, apply_restores, plan_restores
+    from compliance import steps
+    from compliance.restore import ManualRestore
     from compliance.store import Store
 
     warm_up = {} if args.no_warm_up else _warm_up(work / "warm-up", args, skip_dagster=args.skip_dagster)
@@ -241,7 +241,6 @@ def _run(args: argparse.Namespace, command: str, work: Path, rec: Recorder, warn
         ours.reopen()
 
     # 3. Restore, then put the store back as it was so that the purge still finds the whole deleted cohort.
-    hasher = KeyedHasher(ours_home.secret())
     ids = [row[0] for row in ours.con.execute(
         "SELECT contact_id FROM contact_lifecycle WHERE state = 'deleted' ORDER BY contact_id LIMIT ?",
         [args.restores]).fetchall()]
@@ -250,10 +249,9 @@ def _run(args: argparse.Namespace, command: str, work: Path, rec: Recorder, warn
     ours.reopen()
     with rec.step(f"restore {len(ids):,} ids (manual)", rows_label="contacts restored", group="later days",
                   note="undone after, by copying the store back") as step:
-        plan_restores(ours.con, hasher=hasher, settings=ours.settings, as_of=RESTORE_AS_OF,
-                      include_requests=False, manual=ManualRestore(ADMIN, tuple(ids)))
-        actions = apply_restores(ours.con, hasher=hasher, as_of=RESTORE_AS_OF, run_id=uuid.uuid4().hex)
-        restored = step.rows = sum(a.counts["restored"] for a in actions)
+        applied = steps.restore(ours.context(RESTORE_AS_OF), automatic_sources=False,
+                                manual=ManualRestore(ADMIN, tuple(ids)))
+        restored = step.rows = sum(a.counts["restored"] for a in applied.actions)
     ours.close()
     os.replace(before_restore, ours_home.store_file)
     ours_home.store_file.with_name(ours_home.store_file.name + ".wal").unlink(missing_ok=True)

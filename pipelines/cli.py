@@ -26,8 +26,7 @@ from compliance.records import DUE_SOON_DAYS, bulk_actions, deadline_report, req
 from compliance.selections import stage_selection
 from compliance.settings import load_rules, load_settings
 from compliance.store import Store
-
-EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
+from compliance.verdict import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, exit_code, run_problems
 
 
 class _Parser(argparse.ArgumentParser):
@@ -140,7 +139,7 @@ def cmd_run(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     _require_home(home)
     summary = _run_compliance(args, home, as_of)
     _emit(args, summary, _summary_text(summary, home))
-    return EXIT_REFUSED if summary["refused_or_failed"] else EXIT_OK
+    return exit_code(summary["refused_or_failed"])
 
 
 def _run_compliance(args: argparse.Namespace, home: Home, as_of: datetime) -> dict[str, Any]:
@@ -155,7 +154,7 @@ def _run_compliance(args: argparse.Namespace, home: Home, as_of: datetime) -> di
         "success": result.success,
         "seconds": round(time.monotonic() - started, 2),
         "ingest": materialization_metadata(result, "crm_snapshots"),
-        "requests": materialization_metadata(result, "request_intake"),
+        "requests": _intake_summary(materialization_metadata(result, "request_intake")),
         "checks": {evaluation.check_name: {"passed": evaluation.passed, "message": evaluation.description or ""}
                    for evaluation in result.get_asset_check_evaluations()},
         "report": materialization_metadata(result, "compliance_report").get("markdown"),
@@ -165,6 +164,13 @@ def _run_compliance(args: argparse.Namespace, home: Home, as_of: datetime) -> di
     with Store(home).connect(read_only=True) as con:
         summary["deadlines"] = deadline_report(con, as_of=as_of)
     return summary
+
+
+def _intake_summary(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The intake asset's metadata with its counts by status spread out, as `run --json` has always shown them."""
+    by_status = metadata.pop("requests_by_status", None) or {}
+    files_seen = metadata.pop("files_seen", None)
+    return {**({"files_seen": files_seen} if files_seen is not None else {}), **by_status, **metadata}
 
 
 def _deadline_lines(deadlines: dict[str, list[dict[str, Any]]]) -> list[str]:
@@ -180,20 +186,8 @@ def _with_bulk_actions(summary: dict[str, Any], home: Home, run_id: str) -> dict
     with Store(home).connect(read_only=True) as con:
         actions = [action for action in reversed(bulk_actions(con)) if action["run_id"] == run_id]
     summary["bulk_actions"] = actions
-    problems = []
-    for action in actions:
-        counts = action["counts"]
-        refused = {k: counts[k] for k in ("blocked", "rejected", "failed") if counts.get(k)}
-        if refused or action["status"] in ("rejected", "failed"):
-            what = ", ".join(f"{n} {k}" for k, n in refused.items()) or action["status"]
-            problems.append(f"{action['source']} ({action['bulk_action_id']}): {what}"
-                            + (f": {action['reason']}" if action.get("reason") else ""))
-    for name in summary.get("requests", {}).get("quarantined_files", []) or []:
-        problems.append(f"request file {name} quarantined (see `retention requests`)")
-    for name, check in summary.get("checks", {}).items():
-        if not check["passed"]:
-            problems.append(f"check {name} failed: {check['message']}")
-    summary["refused_or_failed"] = problems
+    summary["refused_or_failed"] = run_problems(
+        actions, summary.get("requests", {}).get("quarantined_files", []) or [], summary.get("checks", {}))
     return summary
 
 
@@ -274,7 +268,7 @@ def cmd_demo(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
         text += ("\n\nThe demo's refusals are on purpose: a request by a non-admin (R1) and contacts in active "
                  "campaigns or workflows that a rule may not delete (R11).")
     _emit(args, summary, text)
-    return EXIT_OK if summary["success"] else EXIT_REFUSED
+    return exit_code([], success=summary["success"])
 
 
 def cmd_show(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
@@ -327,8 +321,7 @@ def cmd_delete(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
         raise InputError("--inactive-days: must be 0 or more")
     config = {"automatic_sources": False, "manual_requested_by": args.as_user,
               "manual_selection_token": _stage(home, args.contact), "manual_tags": args.tag,
-              "manual_location": args.location or "",
-              "manual_inactive_days": -1 if args.inactive_days is None else args.inactive_days,
+              "manual_location": args.location, "manual_inactive_days": args.inactive_days,
               "manual_all": args.all}
     return _run_manual(args, home, as_of, "manual_delete_job", "deletion_plan", config)
 
@@ -351,13 +344,13 @@ def _run_manual(args: argparse.Namespace, home: Home, as_of: datetime, job: str,
     summary = _with_bulk_actions({"run_id": result.run_id, "as_of": as_of.isoformat(), "success": result.success,
                                   "seconds": round(time.monotonic() - started, 2)}, home, result.run_id)
     _emit(args, summary, _summary_text(summary, home))
-    return EXIT_REFUSED if summary["refused_or_failed"] else EXIT_OK
+    return exit_code(summary["refused_or_failed"])
 
 
-def _stage(home: Home, contact_ids: list[str]) -> str:
+def _stage(home: Home, contact_ids: list[str]) -> str | None:
     """Hand the listed ids to the run by token: Dagster keeps run config forever, and ids must go with a purge."""
     if not contact_ids:
-        return ""
+        return None
     with Store(home).connect() as con:
         return stage_selection(con, contact_ids)
 

@@ -1,4 +1,4 @@
-"""Jobs and schedules."""
+"""Jobs and schedules (the executor is set once, on the Definitions)."""
 
 import dagster as dg
 
@@ -8,22 +8,18 @@ from assets.restore import applied_restores
 compliance_job = dg.define_asset_job(
     "compliance_job",
     selection=dg.AssetSelection.all(),
-    # One process: DuckDB allows one writer, and the run shares one store connection.
-    executor_def=dg.in_process_executor,
     description="One compliance run: ingest, decide, back up, delete, restore, purge, prove.",
 )
 
 manual_delete_job = dg.define_asset_job(
     "manual_delete_job",
     selection=dg.AssetSelection.assets(deletion_plan, contact_backups, applied_deletions),
-    executor_def=dg.in_process_executor,
     description="A manual bulk delete (`retention delete`): plan, back up, delete; no requests or rules.",
 )
 
 manual_restore_job = dg.define_asset_job(
     "manual_restore_job",
     selection=dg.AssetSelection.assets(applied_restores),
-    executor_def=dg.in_process_executor,
     description="A manual restore (`retention restore`): deleted contacts back inside the window, record only.",
 )
 
@@ -31,7 +27,6 @@ request_job = dg.define_asset_job(
     "request_job",
     selection=dg.AssetSelection.assets(request_intake, deletion_plan, contact_backups, applied_deletions,
                                        applied_restores),
-    executor_def=dg.in_process_executor,
     description="Request files dropped in inbox/requests (launched by request_drop_sensor): take them, erase with "
                 "backups first, restore; no snapshot ingest or purge, which stay with the daily run.",
 )

@@ -32,6 +32,7 @@ from compliance.home import Home
 from compliance.requests import pending_request_files
 from compliance.settings import Settings, load_settings
 from pipelines.jobs import request_job
+from resources import RetentionResource
 
 SENSOR_NAME = "request_drop_sensor"
 DEFAULT_INTERVAL_SECONDS: int = Settings.model_fields["request_sensor_interval_seconds"].default
@@ -56,7 +57,8 @@ def sensor_interval_seconds(home: Home | None = None) -> int:
     """The minimum seconds between two ticks: `request_sensor_interval_seconds` of the home's settings.
 
     Args:
-        home: the home; default: RETENTION_HOME, else ./retention_home, as the RetentionResource resolves it.
+        home: the home; default: RETENTION_HOME, else ./retention_home, as the RetentionResource resolves it. The
+            definitions call this once when they load: restart `retention ui` after changing the setting.
 
     Returns:
         The setting, or DEFAULT_INTERVAL_SECONDS when there is no home yet or its settings.yaml is invalid (the
@@ -164,9 +166,9 @@ def _retry(instance: dg.DagsterInstance, last_run: dict[str, Any] | None,
     return files, last_run["attempt"] + 1, None
 
 
-def evaluate(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+def evaluate(context: dg.SensorEvaluationContext, retention: RetentionResource) -> dg.SensorResult | dg.SkipReason:
     """One tick: at most one run request for every new or changed request file, and the cursor after it."""
-    home = Home.resolve(None)
+    home = retention.paths
     if not home.exists():
         return dg.SkipReason(f"no retention home at {home.root} (set RETENTION_HOME, or run `retention init`)")
     active = _active_run(context.instance, datetime.now(timezone.utc))
@@ -215,16 +217,13 @@ def build_request_drop_sensor(minimum_interval_seconds: int = DEFAULT_INTERVAL_S
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Request files dropped in inbox/requests, taken by one request_job run per tick "
                            "(the store has one writer); each file once per content.")
-    def request_drop_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    def request_drop_sensor(context: dg.SensorEvaluationContext,
+                            retention: RetentionResource) -> dg.SensorResult | dg.SkipReason:
         """Launch one request_job run for every new or changed request file, once per (name, content).
 
         One run per tick rather than per file: DuckDB lets one process write the store at a time, and the run's
         intake takes every waiting file anyway; no run is launched while another run of the home is going.
         """
-        return evaluate(context)
+        return evaluate(context, retention)
 
     return request_drop_sensor
-
-
-# The interval is read when the definitions load: restart `retention ui` after changing the setting.
-request_drop_sensor = build_request_drop_sensor(sensor_interval_seconds())

@@ -15,7 +15,7 @@ from compliance.selections import stage_selection
 from compliance.store import Store
 from conftest import AS_OF, write_request, write_snapshot
 from pipelines.definitions import defs
-from pipelines.resources import RetentionResource
+from resources import RetentionResource
 
 DELETION_ASSETS = [crm_snapshots, request_intake, rule_matches, deletion_plan, contact_backups, applied_deletions]
 RULES_YAML = """\
@@ -65,11 +65,12 @@ def test_materializing_the_deletion_assets_deletes_backs_up_and_reports(home):
     result = dg.materialize(DELETION_ASSETS, resources=resources(home), instance=dg.DagsterInstance.ephemeral())
 
     assert result.success
-    assert metadata(result, "request_intake")["pending"] == 1 and metadata(result, "request_intake")["rejected"] == 1
-    assert metadata(result, "rule_matches") == {"rules": 2, "remove-unsubscribed (published)": 1,
-                                                "dnd-draft (draft)": 1}
+    by_status = metadata(result, "request_intake")["requests_by_status"]
+    assert by_status["pending"] == 1 and by_status["rejected"] == 1
+    assert metadata(result, "rule_matches") == {"rules": 2, "matches": {"remove-unsubscribed (published)": 1,
+                                                                       "dnd-draft (draft)": 1}}
     plan = metadata(result, "deletion_plan")
-    assert len(plan["bulk_actions"]) == 3 and plan["deleted"] == 2 and plan["rejected"] == 1
+    assert len(plan["bulk_actions"]) == 3 and plan["counts"]["deleted"] == 2 and plan["counts"]["rejected"] == 1
     backups = metadata(result, "contact_backups")
     assert backups["backups_written"] == 2 and backups["backups_failed"] == 0 and backups["contacts_backed_up"] == 2
     applied = metadata(result, "applied_deletions")
@@ -102,7 +103,8 @@ def test_the_plan_asset_called_directly_plans_a_manual_selection(home):
         result = deletion_plan(context, config)
 
     assert len(result.metadata["bulk_actions"]) == 1
-    assert result.metadata["deleted"] == 1 and result.metadata["blocked"] == 0
+    counts = result.metadata["counts"].value
+    assert counts["deleted"] == 1 and counts["blocked"] == 0
     with Store(home).connect(read_only=True) as con:
         assert con.execute("SELECT source, source_ref FROM plan_sources").fetchall() == [
             ("manual", "smart list tags_any=['customer']")]

@@ -8,7 +8,7 @@ from assets.ingest import crm_snapshots
 from compliance.store import Store
 from conftest import AS_OF, base_tables, write_snapshot
 from pipelines.definitions import defs
-from pipelines.resources import RetentionResource
+from resources import RetentionResource
 
 EXPECTED_COUNTS = {name: len(rows) for name, rows in base_tables().items()}
 

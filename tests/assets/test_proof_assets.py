@@ -11,7 +11,8 @@ import pytest
 
 from assets.deletion import applied_deletions, contact_backups, deletion_plan, request_intake, rule_matches
 from assets.ingest import crm_snapshots
-from assets.proof import (BACKUPS_VERIFY_BEFORE_DELETE, DATA_DOCS_FOLDER, compliance_report, planned_backups_verify,
+from compliance.steps import DATA_DOCS_FOLDER
+from assets.proof import (BACKUPS_VERIFY_BEFORE_DELETE, compliance_report, planned_backups_verify,
                           retention_invariants)
 from compliance.clock import parse_as_of
 from compliance.home import Home
@@ -21,7 +22,7 @@ from compliance.report import run_folder
 from compliance.store import Store
 from conftest import AS_OF, base_tables, write_request, write_snapshot
 from pipelines.definitions import defs
-from pipelines.resources import RetentionResource
+from resources import RetentionResource
 
 ERASED = "c-4"
 # The erasure names the person by email and phone, so the files under inbox/ are the only place they may stay.

@@ -13,7 +13,7 @@ from compliance.selections import stage_selection
 from compliance.store import Store
 from conftest import copy_home, run_deletion, write_request, write_snapshot
 from pipelines.definitions import defs
-from pipelines.resources import RetentionResource
+from resources import RetentionResource
 
 RESTORE_DAY = "2026-01-11T12:00:00Z"
 PURGE_DAY = "2026-03-03T12:00:00Z"

@@ -27,9 +27,11 @@ from compliance.store import Store
 from conftest import write_request
 from pipelines.definitions import defs
 from pipelines.runner import instance_for
+from resources import RetentionResource
 from sensors import request_drop
 from sensors.request_drop import (ATTEMPT_TAG, DEFAULT_INTERVAL_SECONDS, FILES_TAG, MAX_ATTEMPTS, SENSOR_NAME,
-                                  build_request_drop_sensor, request_drop_sensor, run_key, sensor_interval_seconds)
+                                  build_request_drop_sensor, run_key, sensor_interval_seconds)
+from pipelines.definitions import request_drop_sensor
 
 SENSOR = defs.resolve_sensor_def(SENSOR_NAME)
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
@@ -59,8 +61,9 @@ def drop_request(home: Home, name: str, **fields) -> Path:
 
 def tick(instance: dg.DagsterInstance, cursor: str | None):
     """One evaluation as the daemon makes it; the cursor after it (unchanged when the tick only skipped)."""
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
-    data = SENSOR.evaluate_tick(context)
+    with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
+                                 resources={"retention": RetentionResource()}) as context:
+        data = SENSOR.evaluate_tick(context)
     return data.run_requests or [], data.skip_message, data.cursor if data.cursor is not None else cursor
 
 

@@ -1,4 +1,7 @@
-"""The one resource: the retention home, its settings, its DuckDB store and the run's clock."""
+"""The one resource: the retention home, its settings, its DuckDB store and the run's clock.
+
+It lives below the assets, the sensor and the jobs, which all import it; it imports none of them.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from compliance.clock import parse_as_of
 from compliance.home import Home
 from compliance.purge import compact_store
 from compliance.settings import Settings, load_settings
+from compliance.steps import RunContext
 from compliance.store import Store
 
 
@@ -66,3 +70,9 @@ class RetentionResource(dg.ConfigurableResource):
             if self.echo_progress:
                 print(f"  {message}", file=sys.stderr, flush=True)
         return report
+
+    def run_context(self, context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> RunContext:
+        """What the domain's steps need from this run: the store, the home, settings, clock, run id, progress."""
+        return RunContext(connect=self.connect, home=self.paths, settings=self.settings(), as_of=self.clock,
+                          run_id=context.op_execution_context.run_id, progress=self.progress(context),
+                          compact=self.compact)

@@ -1,0 +1,40 @@
+"""One step sequence: the job runs compliance.steps in DAILY_RUN's order, and the benchmark runs the same list."""
+
+import dagster as dg
+
+from benchmarks.direct import MIRRORED
+from compliance import steps
+from conftest import AS_OF, write_snapshot
+from pipelines.definitions import defs
+
+
+def job_steps(result: dg.ExecuteInProcessResult) -> list[str]:
+    return [event.step_key for event in result.all_events if event.event_type == dg.DagsterEventType.STEP_START]
+
+
+def test_every_step_of_the_compliance_job_has_exactly_one_domain_step_and_one_benchmark_row():
+    graph_steps = set(defs.resolve_job_def("compliance_job").graph.node_dict)
+
+    assert {step.job_step for step in steps.DAILY_RUN} == graph_steps == set(MIRRORED)
+    assert len(steps.DAILY_RUN) == len(graph_steps)
+
+
+def test_the_job_executes_its_steps_in_the_order_of_the_daily_run(home):
+    write_snapshot(home.snapshots_inbox / "s1")
+    run_config = {"resources": {"retention": {"config": {"home": str(home.root), "as_of": AS_OF}}}}
+
+    result = defs.resolve_job_def("compliance_job").execute_in_process(
+        run_config=run_config, instance=dg.DagsterInstance.ephemeral())
+
+    assert result.success
+    assert job_steps(result) == [step.job_step for step in steps.DAILY_RUN]
+
+
+def test_registering_a_second_step_for_a_job_step_is_refused():
+    try:
+        steps.step("crm_snapshots")(lambda ctx: None)
+    except ValueError as exc:
+        assert "crm_snapshots" in str(exc)
+    else:
+        raise AssertionError("a second step for crm_snapshots was registered")
+    assert [s.job_step for s in steps.DAILY_RUN].count("crm_snapshots") == 1
