@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
 
 GENESIS = "0" * 64
 KEYS = frozenset({"seq", "at", "event", "fields", "prev", "hash"})
@@ -25,13 +25,24 @@ class AuditError(Exception):
 
 @dataclass(frozen=True)
 class AuditVerification:
-    """The result of walking the hash chain."""
+    """The result of walking the hash chain (and of comparing it with its anchor, when there is one)."""
 
     ok: bool
     entries: int
     path: str
     first_bad_entry: int | None
     reason: str | None
+    anchored_entries: int | None = None
+
+
+class AuditAnchor(Protocol):
+    """Where the log's head is kept outside the log (the store), so a rewritten chain cannot pass for intact."""
+
+    def read(self) -> tuple[int, str] | None:
+        """(entries, head hash) as last anchored; None when nothing was anchored yet."""
+
+    def write(self, entries: int, head: str) -> None:
+        """Record the log's head after an append."""
 
 
 def canonical(value: Any) -> str:
@@ -63,8 +74,9 @@ def personal_data_kind(text: str) -> str | None:
 class AuditLog:
     """One audit log file: each line an entry carrying the hash of the one before."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, anchor: AuditAnchor | None = None):
         self.path = Path(path)
+        self.anchor = anchor
 
     def append(self, event: str, at: datetime, **fields: Any) -> dict:
         """Append one entry under an exclusive lock, chained to the last one, and fsync it.
@@ -79,7 +91,8 @@ class AuditLog:
 
         Raises:
             ValueError: a field (or the event) holds something that looks like an email address or phone number.
-            AuditError: the log ends in a line that is not a complete entry, so nothing can be chained to it.
+            AuditError: the log ends in a line that is not a complete entry, so nothing can be chained to it, or
+                it no longer extends the head its anchor recorded.
         """
         event = _clean(event, "event")
         fields = _clean(fields, "fields")
@@ -94,6 +107,8 @@ class AuditLog:
             os.fchmod(fd, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
             last = _last_entry(fd, self.path)
+            if self.anchor is not None:
+                self._check_anchor(last)
             entry = {
                 "seq": last["seq"] + 1 if last else 1,
                 "at": _utc_iso(at),
@@ -104,9 +119,24 @@ class AuditLog:
             entry["hash"] = entry_hash(entry)
             os.write(fd, (canonical(entry) + "\n").encode())
             os.fsync(fd)
+            if self.anchor is not None:
+                self.anchor.write(entry["seq"], entry["hash"])
         finally:
             os.close(fd)
         return entry
+
+    def _check_anchor(self, last: dict | None) -> None:
+        """Refuse to append to a log whose head is not the anchored one (nor a verified extension of it)."""
+        anchored = self.anchor.read()
+        if anchored is None:
+            return
+        entries, head = anchored
+        if last is not None and (last["seq"], last["hash"]) == (entries, head):
+            return
+        verification = self.verify(_locked=True)
+        if not verification.ok:
+            raise AuditError(f"{self.path}: entry {verification.first_bad_entry}: {verification.reason}; "
+                             "nothing more is written until it is repaired (see `retention audit verify`)")
 
     def entries(self) -> list[dict]:
         """Every entry, oldest first.
@@ -122,17 +152,23 @@ class AuditLog:
             result.append(parsed)
         return result
 
-    def verify(self) -> AuditVerification:
+    def verify(self, _locked: bool = False) -> AuditVerification:
         """Walk the hash chain from the first line to the last.
+
+        When the log has an anchor, the chain must also pass through the anchored head: it may have grown since
+        (an append whose anchor update a crash cut off), but not shrunk or been rewritten.
 
         Returns:
             ok with the number of entries, or the first bad entry (its 1-based line number) and why.
         """
-        prev, count = GENESIS, 0
-        for number, line in self._lines():
+        anchored = self.anchor.read() if self.anchor is not None else None
+        prev, count, anchor_seen = GENESIS, 0, anchored is None or anchored[0] == 0
+        for number, line, complete in self._lines_with_ends(lock=not _locked):
             entry = _parse(line)
             reason = None
-            if entry is None:
+            if not complete:
+                reason = "the line has no newline at its end: the file was cut short or written by another program"
+            elif entry is None:
                 reason = "not a JSON object"
             elif set(entry) != KEYS:
                 reason = f"keys {sorted(entry)} are not {sorted(KEYS)}"
@@ -142,10 +178,19 @@ class AuditLog:
                 reason = "prev does not match the hash of the entry before"
             elif entry["hash"] != entry_hash(entry):
                 reason = "hash does not match the entry's content (it was edited)"
+            elif anchored is not None and number == anchored[0]:
+                if entry["hash"] != anchored[1]:
+                    reason = (f"the chain was rewritten: entry {number}'s hash is not the one the store anchored "
+                              "after it was written")
+                anchor_seen = True
             if reason:
-                return AuditVerification(False, count, str(self.path), number, reason)
+                return AuditVerification(False, count, str(self.path), number, reason, _entries(anchored))
             prev, count = entry["hash"], number
-        return AuditVerification(True, count, str(self.path), None, None)
+        if not anchor_seen:
+            return AuditVerification(False, count, str(self.path), count + 1,
+                                     f"entries {count + 1} to {anchored[0]} are missing: the store anchored "
+                                     f"{anchored[0]} entries", _entries(anchored))
+        return AuditVerification(True, count, str(self.path), None, None, _entries(anchored))
 
     def head(self) -> tuple[int, str]:
         """(number of entries, hash of the last one); (0, GENESIS) for an empty or missing log.
@@ -164,15 +209,29 @@ class AuditLog:
             os.close(fd)
         return (last["seq"], last["hash"]) if last else (0, GENESIS)
 
+    def _lines_with_ends(self, lock: bool = True) -> Iterator[tuple[int, str, bool]]:
+        """Each line with its number and whether it ends in a newline (only the last one may not)."""
+        for number, line in self._raw_lines(lock):
+            yield number, line.rstrip("\n"), line.endswith("\n")
+
     def _lines(self) -> Iterator[tuple[int, str]]:
+        for number, line in self._raw_lines():
+            yield number, line.rstrip("\n")
+
+    def _raw_lines(self, lock: bool = True) -> Iterator[tuple[int, str]]:
+        # An append holding the exclusive lock verifies through here too: a second lock would wait for itself.
         try:
             handle = self.path.open("r", encoding="utf-8", errors="replace", newline="\n")
         except FileNotFoundError:
             return
         with handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
-            for number, line in enumerate(handle, start=1):
-                yield number, line.rstrip("\n")
+            if lock:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+            yield from enumerate(handle, start=1)
+
+
+def _entries(anchored: tuple[int, str] | None) -> int | None:
+    return anchored[0] if anchored is not None else None
 
 
 def _utc_iso(value: datetime) -> str:

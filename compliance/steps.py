@@ -17,6 +17,7 @@ from typing import Any, Callable
 import duckdb
 
 from compliance.audit import AuditLog
+from compliance.audit_anchor import anchored_log, verify_before_writing
 from compliance.backup import BackupError, BackupManifest, verify_backup
 from compliance.deletion import AppliedAction, ManualSelection, Plan, apply_deletions, back_up, build_plan
 from compliance.home import Home
@@ -65,7 +66,7 @@ class RunContext:
 
     @cached_property
     def audit_log(self) -> AuditLog:
-        return AuditLog(self.home.audit_file)
+        return anchored_log(self.con, self.home)
 
     def rules(self) -> Rules:
         return load_rules(self.home.rules_file)
@@ -94,7 +95,8 @@ def step(job_step: str) -> Callable[[Callable[[RunContext], Any]], Callable[[Run
 
 @step("crm_snapshots")
 def ingest(ctx: RunContext) -> IngestResult:
-    """Load the snapshots waiting in inbox/snapshots, in name order, each once."""
+    """Check the audit log against its anchor, then load the snapshots waiting in inbox/snapshots, each once."""
+    verify_before_writing(ctx.con, ctx.home)
     return ingest_snapshots(ctx.con, ctx.home, as_of=ctx.as_of, progress=ctx.progress)
 
 
@@ -109,6 +111,7 @@ class Intake:
 @step("request_intake")
 def intake(ctx: RunContext) -> Intake:
     """Prune request records past their retention, then record every request file waiting in the inbox."""
+    verify_before_writing(ctx.con, ctx.home)
     pruned = prune_request_records(ctx.con, ctx.as_of, log=ctx.audit_log)
     return Intake(take_requests(ctx.con, ctx.home, as_of=ctx.as_of, settings=ctx.settings), pruned)
 
@@ -152,6 +155,7 @@ class Applied:
 @step("applied_restores")
 def restore(ctx: RunContext, *, automatic_sources: bool = True, manual: ManualRestore | None = None) -> Applied:
     """Restore inside the window (requests, or a manual restore): the record only, then settle and audit."""
+    verify_before_writing(ctx.con, ctx.home)
     plan_restores(ctx.con, hasher=ctx.hasher, settings=ctx.settings, as_of=ctx.as_of,
                   include_requests=automatic_sources, manual=manual)
     actions: list[RestoreAction] = apply_restores(ctx.con, hasher=ctx.hasher, as_of=ctx.as_of, run_id=ctx.run_id)
@@ -161,7 +165,11 @@ def restore(ctx: RunContext, *, automatic_sources: bool = True, manual: ManualRe
 @step("deletion_plan")
 def plan_deletions(ctx: RunContext, *, automatic_sources: bool = True,
                    manual: ManualSelection | None = None) -> Plan:
-    """One outcome per source and contact; a manual bulk delete takes no request or rule (automatic_sources off)."""
+    """One outcome per source and contact; a manual bulk delete takes no request or rule (automatic_sources off).
+
+    A run that deletes first checks the audit log: no deletion may happen that cannot be audited.
+    """
+    verify_before_writing(ctx.con, ctx.home)
     return build_plan(ctx.con, hasher=ctx.hasher, settings=ctx.settings,
                       rules=ctx.rules() if automatic_sources else Rules(), as_of=ctx.as_of,
                       include_requests=automatic_sources, manual=manual)

@@ -80,6 +80,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE manual_selections (token VARCHAR PRIMARY KEY, contact_ids VARCHAR[] NOT NULL,"
         " created_at TIMESTAMPTZ NOT NULL)",
     ),
+    (
+        # The audit log's head after each append: a chain rewritten or cut short no longer passes it.
+        "CREATE TABLE audit_anchor (log VARCHAR PRIMARY KEY, entries BIGINT NOT NULL, head_hash VARCHAR NOT NULL,"
+        " anchored_at TIMESTAMPTZ NOT NULL)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from compliance.audit import AuditLog
+from compliance.audit_anchor import AuditLogBroken, anchored_log
 from compliance.clock import parse_as_of
 from compliance.contacts import show_contact
 from compliance.errors import InputError
@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"retention: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except AuditLogBroken as exc:
+        print(f"retention: refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     except Exception as exc:
         if os.environ.get("RETENTION_DEBUG"):
             raise
@@ -402,7 +405,7 @@ def _extend_request(args: argparse.Namespace, home: Home, as_of: datetime) -> in
     with Store(home, memory_limit=settings.memory_limit).connect() as con:
         extension = extend_request(con, args.request_id, args.reason, as_of, deadlines=settings.deadlines,
                                    requested_by=args.as_user)
-    AuditLog(home.audit_file).append("request.extended", as_of, **extension)
+        anchored_log(con, home).append("request.extended", as_of, **extension)
     document = {key: value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
                 for key, value in extension.items()}
     _emit(args, document, f"request {args.request_id} ({extension['regulation']}) extended: due "
@@ -412,9 +415,11 @@ def _extend_request(args: argparse.Namespace, home: Home, as_of: datetime) -> in
 
 def cmd_audit(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     _require_home(home)
-    verification = AuditLog(home.audit_file).verify()
+    with Store(home).connect(read_only=True) as con:
+        verification = anchored_log(con, home).verify()
     document = {"ok": verification.ok, "entries": verification.entries, "path": verification.path,
-                "first_bad_entry": verification.first_bad_entry}
+                "first_bad_entry": verification.first_bad_entry, "anchored_entries": verification.anchored_entries,
+                "reason": verification.reason}
     text = (f"audit log {verification.path}: {verification.entries} entries, chain intact" if verification.ok else
             f"audit log {verification.path}: broken at entry {verification.first_bad_entry}: {verification.reason}")
     _emit(args, document, text)

@@ -1,0 +1,62 @@
+"""The audit log's head kept in the store: a log rewritten or cut short no longer matches it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import duckdb
+
+from compliance.audit import AuditLog, AuditVerification
+from compliance.home import Home
+
+
+class StoreAuditAnchor:
+    """The anchor of a home's audit log: one row of the store's `audit_anchor` table."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.con = con
+
+    def read(self) -> tuple[int, str] | None:
+        row = self.con.execute("SELECT entries, head_hash FROM audit_anchor WHERE log = 'audit'").fetchone()
+        return (int(row[0]), row[1]) if row else None
+
+    def write(self, entries: int, head: str) -> None:
+        self.con.execute("INSERT OR REPLACE INTO audit_anchor VALUES ('audit', ?, ?, ?)",
+                         [entries, head, datetime.now(timezone.utc)])
+
+
+def anchored_log(con: duckdb.DuckDBPyConnection, home: Home) -> AuditLog:
+    """The home's audit log, anchored in the store the connection opens.
+
+    Args:
+        con: a connection to the home's store (read-only is enough to verify; appending writes the anchor).
+        home: the home whose audit log it is.
+
+    Returns:
+        An AuditLog that refuses to append to, and fails to verify, a chain that does not pass the anchor.
+    """
+    return AuditLog(home.audit_file, anchor=StoreAuditAnchor(con))
+
+
+def verify_before_writing(con: duckdb.DuckDBPyConnection, home: Home) -> AuditVerification:
+    """Check the audit log against its anchor before a run writes anything; anchor an unanchored, intact log.
+
+    Raises:
+        AuditLogBroken: the chain is broken or does not pass the anchored head.
+    """
+    log = anchored_log(con, home)
+    verification = log.verify()
+    if not verification.ok:
+        raise AuditLogBroken(
+            f"the audit log {verification.path} is not intact at entry {verification.first_bad_entry}: "
+            f"{verification.reason}. Nothing was changed. Restore the log from a copy, or move it aside and "
+            "record why; `retention audit verify` shows the state")
+    anchored = log.anchor.read()
+    if anchored is None or anchored[0] < verification.entries:
+        entries, head = log.head()
+        log.anchor.write(entries, head)
+    return verification
+
+
+class AuditLogBroken(Exception):
+    """The audit log cannot be trusted: a run refuses to write until it is repaired."""
