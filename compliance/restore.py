@@ -51,7 +51,7 @@ def plan_restores(con: duckdb.DuckDBPyConnection, *, hasher: KeyedHasher, settin
 
     Args:
         con: a writable store connection (the decisions go to restore_sources and restore_items).
-        hasher: keyed hashes, to recognise purged contacts.
+        hasher: keyed hashes, to recognise purged contacts (its macro registered on con, as Store.connect does).
         settings: the restore window.
         as_of: the run's clock.
         include_requests: plan pending restore requests.

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
 
 import duckdb
 
 from compliance.bulk_actions import item_counts
-from compliance.deletion.backups import removed_tables, verify_planned_backups
+from compliance.deletion.backups import Progress, removed_tables, verify_planned_backups
 from compliance.deletion.planning import OUTCOMES, PlanSource
 from compliance.deletion.recording import record_deletion, settle_request
 from compliance.deletion.suppression import suppress_erased
@@ -19,7 +18,6 @@ from compliance.settings import Settings
 from compliance.store import transaction
 from compliance.vocabulary import BulkActionStatus, ContactState, Outcome, SourceKind
 
-Progress = Callable[[str], None]
 _MEMBERSHIP_OBJECTS = {"campaign_enrollments": ("campaign", "campaign_id"),
                        "workflow_enrollments": ("workflow", "workflow_id"),
                        "list_memberships": ("list", "list_id")}
