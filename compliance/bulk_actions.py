@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import duckdb
 
-from compliance.vocabulary import COUNTED_OUTCOMES, DONE_OUTCOME, BulkActionKind, BulkActionStatus, Outcome
+from compliance.vocabulary import COUNTED_OUTCOMES, DONE_OUTCOME, BulkActionKind, BulkActionStatus
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def record_bulk_action(con: duckdb.DuckDBPyConnection, action: BulkAction, *, cr
         created_at: the run's clock (applied_at is the wall clock of the commit).
         run_id: the Dagster run, if any.
     """
-    counted: list[Outcome] = [DONE_OUTCOME[action.kind], *COUNTED_OUTCOMES]
+    counted = [DONE_OUTCOME[action.kind], *COUNTED_OUTCOMES]
     con.execute(f"""
         INSERT INTO bulk_actions (bulk_action_id, kind, source, source_ref, requested_by, regulation,
             requester_authorized, created_at, applied_at, status, reason, run_id,

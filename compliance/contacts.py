@@ -47,7 +47,7 @@ def show_contact(con: duckdb.DuckDBPyConnection, contact_id: str, *, restore_win
     deleted = state in (ContactState.DELETED, ContactState.PURGED)
     return {
         "contact_id": contact_id,
-        "state": state,
+        "state": ContactState(state).value,
         "deleted_at": _iso(deleted_at) if deleted else None,
         "restorable_until": _iso(deleted_at + timedelta(days=restore_window_days)) if deleted else None,
         "restored_at": _iso(restored_at),

@@ -74,9 +74,9 @@ def take_requests(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datetime
                 _record_quarantine(con, name, parsed, as_of)
             for request in parsed.requests:
                 status = _record(con, name, parsed, request, as_of, settings)
-                result.by_status[status] += 1
+                result.by_status[status.value] += 1
         if parsed.error:
-            result.by_status[RequestStatus.QUARANTINED] += 1
+            result.by_status[RequestStatus.QUARANTINED.value] += 1
             result.quarantined.append(name)
             if move_files:
                 quarantine(path, parsed.error)

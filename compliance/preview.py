@@ -59,14 +59,14 @@ def preview_run(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datetime, 
                           {**scan_parameters, "outcome_purged": Outcome.PURGED}).fetchall()
         if due:
             actions.append(_document(BulkActionKind.PURGE, "restore window", f"{settings.restore_window_days} days",
-                                     "system", None, False, None, {Outcome.PURGED: len(due)},
+                                     "system", None, False, None, {Outcome.PURGED.value: len(due)},
                                      [dict(zip(_ITEM, row)) for row in due]))
     return actions
 
 
 def _document(kind: BulkActionKind, source: str, source_ref: str, requested_by: str | None, regulation: str | None,
               preview: bool, rejection: str | None, counts: dict[str, int], items: list[dict]) -> dict[str, Any]:
-    return {"kind": kind, "source": source, "source_ref": source_ref, "requested_by": requested_by,
+    return {"kind": kind.value, "source": source, "source_ref": source_ref, "requested_by": requested_by,
             "regulation": regulation, "preview_only": preview, "rejection": rejection,
             "counts": {"total": sum(counts.values()), **counts},
             "items": [{key: item[key] for key in _ITEM} for item in items]}

@@ -9,7 +9,7 @@ import duckdb
 
 from compliance.audit import AuditLog
 from compliance.vocabulary import (ANSWERED_STATUSES, COUNTED_OUTCOMES, DONE_OUTCOME, FINAL_STATUSES, Deadline,
-                                   RequestStatus)
+                                   RequestStatus, values)
 
 DONE_FIELD = DONE_OUTCOME
 _ACTION_COLUMNS = ("bulk_action_id", "kind", "source", "source_ref", "requested_by", "regulation", "created_at",
@@ -18,7 +18,7 @@ _ACTION_COLUMNS = ("bulk_action_id", "kind", "source", "source_ref", "requested_
 _REQUEST_COLUMNS = ("file", "request_id", "kind", "regulation", "requested_by", "status", "reason", "received_at",
                     "due_at", "bulk_action_id", "seen_at", "subjects", "extended_reason", "extended_at")
 DUE_SOON_DAYS = 7
-DEADLINE_FLAGS = (Deadline.OVERDUE, Deadline.DUE_SOON)
+DEADLINE_FLAGS = values(Deadline.OVERDUE, Deadline.DUE_SOON)
 
 
 def _iso(value: Any) -> Any:
@@ -74,15 +74,15 @@ def request_records(con: duckdb.DuckDBPyConnection, *, as_of: datetime) -> list[
     return records
 
 
-def _deadline(record: dict[str, Any], as_of: datetime) -> Deadline | None:
+def _deadline(record: dict[str, Any], as_of: datetime) -> str | None:
     due = record["due_at"]
     if due is None or record["status"] in (RequestStatus.QUARANTINED, RequestStatus.DUPLICATE):
         return None
     if record["status"] in ANSWERED_STATUSES:
-        return Deadline.ANSWERED
+        return Deadline.ANSWERED.value
     if as_of > due:
-        return Deadline.OVERDUE
-    return Deadline.DUE_SOON if as_of + timedelta(days=DUE_SOON_DAYS) >= due else Deadline.OPEN
+        return Deadline.OVERDUE.value
+    return (Deadline.DUE_SOON if as_of + timedelta(days=DUE_SOON_DAYS) >= due else Deadline.OPEN).value
 
 
 def deadline_report(con: duckdb.DuckDBPyConnection, *, as_of: datetime) -> dict[str, list[dict[str, Any]]]:

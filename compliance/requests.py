@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from compliance.settings import Deadlines
-from compliance.vocabulary import Regulation, RequestKind
+from compliance.vocabulary import Regulation, RequestKind, values
 
 REQUEST_CSV_COLUMNS = (
     "request_id", "kind", "regulation", "requested_by", "received_at", "confirm", "contact_id", "email", "phone",
 )
 OPTIONAL_CSV_COLUMNS = ("extension_reason",)
-KINDS = tuple(RequestKind)
-REGULATIONS = tuple(Regulation)
-DEFAULT_REGULATION = Regulation.INTERNAL
+KINDS = values(*RequestKind)
+REGULATIONS = values(*Regulation)
+DEFAULT_REGULATION = Regulation.INTERNAL.value
 IDENTIFIERS = ("contact_id", "email", "phone")
 JSON_KEYS = ("request_id", "kind", "regulation", "requested_by", "received_at", "confirm", "subjects", "extension")
 REQUEST_SUFFIXES = (".json", ".csv")

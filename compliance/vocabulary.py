@@ -2,7 +2,9 @@
 
 Each value is what the store holds and what the JSON of PRODUCT.md section 3 shows, so a value never changes; a
 member is a `str`, so it binds as a SQL parameter and serialises as its value. SQL files name them as `$` parameters
-(see `SQL_VOCABULARY`) rather than as quoted literals.
+(see `SQL_VOCABULARY`) rather than as quoted literals. What leaves compliance/ (results, documents, counts) carries
+plain values, not members: Dagster's serialiser refuses Enum instances in metadata, so the ordered tuples below are
+of values.
 """
 
 from __future__ import annotations
@@ -90,21 +92,28 @@ class Deadline(StrEnum):
     ANSWERED = "answered"
 
 
+def values(*members: StrEnum) -> tuple[str, ...]:
+    """The members' plain values, in order."""
+    return tuple(member.value for member in members)
+
+
 # The order of a delete's counts in plans, reports and JSON.
-DELETE_OUTCOMES = (Outcome.DELETED, Outcome.BLOCKED, Outcome.REJECTED, Outcome.NOT_FOUND, Outcome.ALREADY_DONE,
-                   Outcome.FAILED)
-RESTORE_OUTCOMES = (Outcome.RESTORED, Outcome.REJECTED, Outcome.NOT_FOUND, Outcome.ALREADY_DONE, Outcome.FAILED)
+DELETE_OUTCOMES = values(Outcome.DELETED, Outcome.BLOCKED, Outcome.REJECTED, Outcome.NOT_FOUND, Outcome.ALREADY_DONE,
+                         Outcome.FAILED)
+RESTORE_OUTCOMES = values(Outcome.RESTORED, Outcome.REJECTED, Outcome.NOT_FOUND, Outcome.ALREADY_DONE, Outcome.FAILED)
 # A bulk action stores its kind's own outcome as `done`, and each of these in a column named after it.
-DONE_OUTCOME = {BulkActionKind.DELETE: Outcome.DELETED, BulkActionKind.RESTORE: Outcome.RESTORED,
-                BulkActionKind.PURGE: Outcome.PURGED}
-COUNTED_OUTCOMES = (Outcome.BLOCKED, Outcome.REJECTED, Outcome.NOT_FOUND, Outcome.ALREADY_DONE, Outcome.FAILED)
+DONE_OUTCOME = {kind.value: outcome.value for kind, outcome in (
+    (BulkActionKind.DELETE, Outcome.DELETED), (BulkActionKind.RESTORE, Outcome.RESTORED),
+    (BulkActionKind.PURGE, Outcome.PURGED))}
+COUNTED_OUTCOMES = values(Outcome.BLOCKED, Outcome.REJECTED, Outcome.NOT_FOUND, Outcome.ALREADY_DONE, Outcome.FAILED)
 
 # Requests whose subjects are planned (a rejected one too, so that its bulk action lists what was refused).
-PLANNED_STATUSES = (RequestStatus.PENDING, RequestStatus.REJECTED)
-ANSWERED_STATUSES = (RequestStatus.APPLIED, RequestStatus.REJECTED)
-FINAL_STATUSES = (RequestStatus.APPLIED, RequestStatus.REJECTED, RequestStatus.QUARANTINED, RequestStatus.DUPLICATE)
+PLANNED_STATUSES = values(RequestStatus.PENDING, RequestStatus.REJECTED)
+ANSWERED_STATUSES = values(RequestStatus.APPLIED, RequestStatus.REJECTED)
+FINAL_STATUSES = values(RequestStatus.APPLIED, RequestStatus.REJECTED, RequestStatus.QUARANTINED,
+                        RequestStatus.DUPLICATE)
 # Statutory erasures: they suppress the person, override active enrollments, and their deadlines can be extended.
-LEGAL_REGULATIONS = (Regulation.GDPR, Regulation.CCPA)
+LEGAL_REGULATIONS = values(Regulation.GDPR, Regulation.CCPA)
 
 _SQL_PREFIX = {RequestKind: "request_kind", RequestStatus: "request", BulkActionKind: "kind",
                BulkActionStatus: "status", Outcome: "outcome", ContactState: "state", SourceKind: "source"}

@@ -67,7 +67,7 @@ def apply_deletions(con: duckdb.DuckDBPyConnection, *, hasher: KeyedHasher, sett
             status = _apply_one(con, source, hasher, settings, as_of, run_id, backup_error)
         final = item_counts(con, source.bulk_action_id)
         applied.append(AppliedAction(
-            source.bulk_action_id, source.source, status, {o: final.get(o, 0) for o in OUTCOMES},
+            source.bulk_action_id, source.source, status.value, {o: final.get(o, 0) for o in OUTCOMES},
             backup_path if status == BulkActionStatus.COMPLETED and final.get(Outcome.DELETED) else None,
             source.rejection or backup_error))
     return applied

@@ -10,11 +10,12 @@ from compliance.clock import parse_as_of
 from compliance.deletion import back_up, build_plan, verify_planned_backups
 from compliance.intake import take_requests
 from compliance.keys import KeyedHasher
+from compliance.records import bulk_actions
 from compliance.settings import Rules, load_settings
 from compliance.sql import load_sql, parameters, table_exists
 from compliance.vocabulary import (DELETE_OUTCOMES, RESTORE_OUTCOMES, SQL_VOCABULARY, BulkActionKind,
                                    BulkActionStatus, ContactState, Outcome, RequestStatus)
-from conftest import AS_OF, write_request
+from conftest import AS_OF, run_deletion, write_request
 
 SQL_FILES = (("compliance.deletion", "decide.sql"), ("compliance", "restore_decide.sql"),
              ("compliance", "purge_scan.sql"))
@@ -90,3 +91,15 @@ def test_a_backup_that_could_not_be_written_is_left_to_apply_not_reported(crm, c
     con.execute("UPDATE plan_sources SET backup_path = NULL, backup_error = 'backup failed: disk full'")
 
     assert verify_planned_backups(con) == {}
+
+
+def test_what_leaves_the_domain_carries_plain_strings_not_enum_members(crm, con):
+    write_request(crm, "r1", subjects=[{"contact_id": "c-1"}, {"contact_id": "c-404"}])
+
+    run = run_deletion(con, crm)
+
+    [action] = run.applied
+    assert type(action.status) is str and all(type(key) is str for key in action.counts)
+    assert all(type(key) is str for key in run.plan.counts()) and all(type(k) is str for k in run.intake.by_status)
+    [document] = bulk_actions(con)
+    assert all(type(key) is str for key in document["counts"])
