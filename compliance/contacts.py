@@ -8,6 +8,7 @@ import duckdb
 
 from compliance.keys import KeyedHasher
 from compliance.schema import ASSOCIATED, MEMBERSHIPS
+from compliance.vocabulary import ContactState
 
 _ENROLLMENT_NAMES = {"campaign_enrollments": "campaigns", "workflow_enrollments": "workflows",
                      "list_memberships": "lists"}
@@ -29,23 +30,24 @@ def show_contact(con: duckdb.DuckDBPyConnection, contact_id: str, *, restore_win
     lifecycle = con.execute(
         "SELECT state, deleted_at, restored_at FROM contact_lifecycle WHERE contact_id = ?", [contact_id]).fetchone()
     in_store = con.execute("SELECT count(*) FROM contacts WHERE contact_id = ?", [contact_id]).fetchone()[0] > 0
-    state, deleted_at, restored_at = lifecycle if lifecycle else ("active" if in_store else "unknown", None, None)
-    if state == "active" and not in_store:
-        state = "unknown"
+    state, deleted_at, restored_at = lifecycle if lifecycle else (
+        ContactState.ACTIVE if in_store else ContactState.UNKNOWN, None, None)
+    if state == ContactState.ACTIVE and not in_store:
+        state = ContactState.UNKNOWN
     purged = None
-    if state == "unknown" and hasher is not None:
+    if state == ContactState.UNKNOWN and hasher is not None:
         purged = con.execute("SELECT deleted_at, purged_at FROM purged_contacts WHERE contact_hash = ?",
                              [hasher.hash("contact_id", contact_id)]).fetchone()
         if purged:
-            state, deleted_at = "purged", purged[0]
+            state, deleted_at = ContactState.PURGED, purged[0]
     counts = {
         spec.name: con.execute(f"SELECT count(*) FROM {spec.name} WHERE contact_id = ?", [contact_id]).fetchone()[0]
         for spec in ASSOCIATED + MEMBERSHIPS
     }
-    deleted = state in ("deleted", "purged")
+    deleted = state in (ContactState.DELETED, ContactState.PURGED)
     return {
         "contact_id": contact_id,
-        "state": state,
+        "state": ContactState(state).value,
         "deleted_at": _iso(deleted_at) if deleted else None,
         "restorable_until": _iso(deleted_at + timedelta(days=restore_window_days)) if deleted else None,
         "restored_at": _iso(restored_at),

@@ -18,10 +18,11 @@ from compliance.requests import (Request, RequestFile, add_months, archive, due_
 from compliance.settings import Deadlines, Settings
 from compliance.staff import authorize, recorded_requester
 from compliance.store import transaction
+from compliance.vocabulary import (ANSWERED_STATUSES, FINAL_STATUSES, LEGAL_REGULATIONS, PLANNED_STATUSES, RequestKind,
+                                   RequestStatus)
 
 CONFIRMATION_WORD = "DELETE"
-FINAL_STATUSES = ("applied", "rejected", "quarantined", "duplicate")
-EXTENDABLE_REGULATIONS = ("gdpr", "ccpa")
+EXTENDABLE_REGULATIONS = LEGAL_REGULATIONS
 RECORD_RETENTION_MONTHS = 24
 # Stands in for the sha256 of a file that could not be read; such a file is never taken for one seen before.
 UNREADABLE_HASH = "unreadable"
@@ -73,9 +74,9 @@ def take_requests(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datetime
                 _record_quarantine(con, name, parsed, as_of)
             for request in parsed.requests:
                 status = _record(con, name, parsed, request, as_of, settings)
-                result.by_status[status] += 1
+                result.by_status[status.value] += 1
         if parsed.error:
-            result.by_status["quarantined"] += 1
+            result.by_status[RequestStatus.QUARANTINED.value] += 1
             result.quarantined.append(name)
             if move_files:
                 quarantine(path, parsed.error)
@@ -134,23 +135,24 @@ def _screened(parsed: RequestFile) -> tuple[RequestFile, str]:
 
 def _open_requests(con: duckdb.DuckDBPyConnection, file: str, file_hash: str) -> bool:
     return con.execute("SELECT count(*) FROM requests WHERE file = ? AND file_hash = ? AND status NOT IN "
-                       f"({', '.join(repr(s) for s in FINAL_STATUSES)})", [file, file_hash]).fetchone()[0] > 0
+                       f"({', '.join('?' for _ in FINAL_STATUSES)})", [file, file_hash, *FINAL_STATUSES]
+                       ).fetchone()[0] > 0
 
 
 def _record_quarantine(con: duckdb.DuckDBPyConnection, name: str, parsed: RequestFile,
                        as_of: datetime) -> None:
-    con.execute("INSERT INTO requests (file, file_hash, status, reason, seen_at) VALUES (?, ?, 'quarantined', ?, ?)",
-                [name, parsed.file_hash, parsed.error, as_of])
+    con.execute("INSERT INTO requests (file, file_hash, status, reason, seen_at) VALUES (?, ?, ?, ?, ?)",
+                [name, parsed.file_hash, RequestStatus.QUARANTINED, parsed.error, as_of])
 
 
 def _record(con: duckdb.DuckDBPyConnection, name: str, parsed: RequestFile, request: Request, as_of: datetime,
-            settings: Settings) -> str:
+            settings: Settings) -> RequestStatus:
     status, reason = _verdict(con, request)
-    extended = request.extension_reason if status != "duplicate" else None
+    extended = request.extension_reason if status != RequestStatus.DUPLICATE else None
     if extended and personal_data_kind(extended):
         # The records and the audit trail never hold a raw email or phone; the file itself keeps the words.
         extended = WITHHELD_REASON
-    if status == "duplicate" and request.extension_reason:
+    if status == RequestStatus.DUPLICATE and request.extension_reason:
         reason = f"{reason}; {_extend_from_file(con, request, as_of, settings.deadlines)}"
     con.execute(
         "INSERT INTO requests (file, file_hash, request_id, kind, regulation, requested_by, status, reason,"
@@ -160,7 +162,7 @@ def _record(con: duckdb.DuckDBPyConnection, name: str, parsed: RequestFile, requ
          authorize(con, request.requested_by).user_id or recorded_requester(request.requested_by), status, reason,
          request.received_at, due_at(request, settings.deadlines), as_of, len(request.subjects), extended,
          as_of if extended else None])
-    if status in ("pending", "rejected"):
+    if status in PLANNED_STATUSES:
         con.executemany(
             "INSERT INTO pending_subjects VALUES (?, ?, ?, ?, ?)",
             [[request.request_id, number, subject.contact_id, subject.email_key(), subject.phone_key()]
@@ -168,18 +170,19 @@ def _record(con: duckdb.DuckDBPyConnection, name: str, parsed: RequestFile, requ
     return status
 
 
-def _verdict(con: duckdb.DuckDBPyConnection, request: Request) -> tuple[str, str | None]:
-    earlier = con.execute("SELECT file, status FROM requests WHERE request_id = ? AND status <> 'duplicate' "
-                          "ORDER BY seen_at LIMIT 1", [request.request_id]).fetchone()
+def _verdict(con: duckdb.DuckDBPyConnection, request: Request) -> tuple[RequestStatus, str | None]:
+    earlier = con.execute("SELECT file, status FROM requests WHERE request_id = ? AND status <> ? "
+                          "ORDER BY seen_at LIMIT 1", [request.request_id, RequestStatus.DUPLICATE]).fetchone()
     if earlier:
-        return "duplicate", f"request_id {request.request_id} was already received in {earlier[0]} ({earlier[1]})"
+        return (RequestStatus.DUPLICATE,
+                f"request_id {request.request_id} was already received in {earlier[0]} ({earlier[1]})")
     authorization = authorize(con, request.requested_by)
     if not authorization.allowed:
-        return "rejected", authorization.refusal
-    if request.kind == "erasure" and request.confirm != CONFIRMATION_WORD:
+        return RequestStatus.REJECTED, authorization.refusal
+    if request.kind == RequestKind.ERASURE and request.confirm != CONFIRMATION_WORD:
         got = "it is missing" if request.confirm is None else f"got {request.confirm!r}"
-        return "rejected", f"confirm must be exactly {CONFIRMATION_WORD} ({got})"
-    return "pending", None
+        return RequestStatus.REJECTED, f"confirm must be exactly {CONFIRMATION_WORD} ({got})"
+    return RequestStatus.PENDING, None
 
 
 def _extend_from_file(con: duckdb.DuckDBPyConnection, request: Request, as_of: datetime,
@@ -228,12 +231,12 @@ def extend_request(con: duckdb.DuckDBPyConnection, request_id: str, reason: str,
             raise InputError(f"extension of {request_id} refused: {authorization.refusal}")
     row = con.execute(
         "SELECT rowid, kind, regulation, requested_by, received_at, due_at, status, extended_reason, extended_at "
-        "FROM requests WHERE request_id = ? AND status NOT IN ('duplicate', 'quarantined') "
-        "ORDER BY seen_at LIMIT 1", [request_id]).fetchone()
+        "FROM requests WHERE request_id = ? AND status NOT IN (?, ?) ORDER BY seen_at LIMIT 1",
+        [request_id, RequestStatus.DUPLICATE, RequestStatus.QUARANTINED]).fetchone()
     if row is None:
         raise InputError(f"no request {request_id} has been received (see `retention requests`)")
     rowid, kind, regulation, owner, received_at, previous_due, status, extended_reason, extended_at = row
-    if status in ("applied", "rejected"):
+    if status in ANSWERED_STATUSES:
         raise InputError(f"request {request_id} is already answered ({status}); there is no deadline to extend")
     if regulation not in EXTENDABLE_REGULATIONS:
         raise InputError(f"request {request_id} is {regulation}: only {' and '.join(EXTENDABLE_REGULATIONS)} "
@@ -273,12 +276,12 @@ def prune_request_records(con: duckdb.DuckDBPyConnection, as_of: datetime,
     cutoff = add_months(as_of, -months)
     expired = (
         "SELECT r.rowid FROM requests r LEFT JOIN bulk_actions b USING (bulk_action_id) "
-        f"WHERE r.audited AND r.status IN ({', '.join(repr(s) for s in FINAL_STATUSES)}) "
+        f"WHERE r.audited AND r.status IN ({', '.join('?' for _ in FINAL_STATUSES)}) "
         "AND greatest(r.seen_at, coalesce(r.received_at, r.seen_at), coalesce(b.applied_at, r.seen_at)) < ?")
     with transaction(con):
-        count = con.execute(f"SELECT count(*) FROM ({expired})", [cutoff]).fetchone()[0]
+        count = con.execute(f"SELECT count(*) FROM ({expired})", [*FINAL_STATUSES, cutoff]).fetchone()[0]
         if count:
-            con.execute(f"DELETE FROM requests WHERE rowid IN ({expired})", [cutoff])
+            con.execute(f"DELETE FROM requests WHERE rowid IN ({expired})", [*FINAL_STATUSES, cutoff])
             con.execute("DELETE FROM pending_subjects WHERE request_id NOT IN "
                         "(SELECT request_id FROM requests WHERE request_id IS NOT NULL)")
     if count and log is not None:

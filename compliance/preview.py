@@ -12,10 +12,11 @@ from compliance.home import Home
 from compliance.ingest import ingest_snapshots
 from compliance.intake import take_requests
 from compliance.keys import KeyedHasher
-from compliance.purge import purge_candidates_sql
+from compliance.purge import purge_scan
 from compliance.restore import RESTORE_OUTCOMES, plan_restores
 from compliance.settings import Rules, Settings
 from compliance.store import rolled_back
+from compliance.vocabulary import BulkActionKind, Outcome
 
 _ITEM = ("contact_id", "outcome", "reason")
 
@@ -43,28 +44,29 @@ def preview_run(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datetime, 
         take_requests(con, home, as_of=as_of, settings=settings, move_files=False)
         plan = build_plan(con, hasher=hasher, settings=settings, rules=rules, as_of=as_of, include_drafts=True)
         items = plan_items(con)
-        actions = [_document("delete", a.source, a.source_ref, a.requested_by, a.regulation, a.preview, a.rejection,
-                             {o: a.counts[o] for o in OUTCOMES},
+        actions = [_document(BulkActionKind.DELETE, a.source, a.source_ref, a.requested_by, a.regulation, a.preview,
+                             a.rejection, {o: a.counts[o] for o in OUTCOMES},
                              [i for i in items if i["bulk_action_id"] == a.bulk_action_id]) for a in plan.actions]
         for restore in plan_restores(con, hasher=hasher, settings=settings, as_of=as_of):
             restore_items = con.execute("SELECT contact_id, outcome, reason FROM restore_items "
                                         "WHERE bulk_action_id = ? ORDER BY contact_id NULLS LAST",
                                         [restore.bulk_action_id]).fetchall()
-            actions.append(_document("restore", restore.source, restore.source_ref, restore.requested_by, None, False,
-                                     restore.rejection, {o: restore.counts[o] for o in RESTORE_OUTCOMES},
+            actions.append(_document(BulkActionKind.RESTORE, restore.source, restore.source_ref, restore.requested_by,
+                                     None, False, restore.rejection, {o: restore.counts[o] for o in RESTORE_OUTCOMES},
                                      [dict(zip(_ITEM, row)) for row in restore_items]))
-        due = con.execute(f"SELECT contact_id, 'purged', 'past the {settings.restore_window_days}-day restore "
-                          f"window (deleted ' || strftime(deleted_at, '%Y-%m-%d') || ')' "
-                          f"FROM ({purge_candidates_sql(settings, as_of)}) ORDER BY contact_id").fetchall()
+        scan, scan_parameters = purge_scan(settings, as_of)
+        due = con.execute(f"SELECT contact_id, $outcome_purged, reason FROM ({scan}) ORDER BY contact_id",
+                          {**scan_parameters, "outcome_purged": Outcome.PURGED}).fetchall()
         if due:
-            actions.append(_document("purge", "restore window", f"{settings.restore_window_days} days", "system",
-                                     None, False, None, {"purged": len(due)}, [dict(zip(_ITEM, row)) for row in due]))
+            actions.append(_document(BulkActionKind.PURGE, "restore window", f"{settings.restore_window_days} days",
+                                     "system", None, False, None, {Outcome.PURGED.value: len(due)},
+                                     [dict(zip(_ITEM, row)) for row in due]))
     return actions
 
 
-def _document(kind: str, source: str, source_ref: str, requested_by: str | None, regulation: str | None,
+def _document(kind: BulkActionKind, source: str, source_ref: str, requested_by: str | None, regulation: str | None,
               preview: bool, rejection: str | None, counts: dict[str, int], items: list[dict]) -> dict[str, Any]:
-    return {"kind": kind, "source": source, "source_ref": source_ref, "requested_by": requested_by,
+    return {"kind": kind.value, "source": source, "source_ref": source_ref, "requested_by": requested_by,
             "regulation": regulation, "preview_only": preview, "rejection": rejection,
             "counts": {"total": sum(counts.values()), **counts},
             "items": [{key: item[key] for key in _ITEM} for item in items]}

@@ -6,16 +6,19 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
 from compliance.backup import remove_backup
-from compliance.deletion import new_bulk_action_id
+from compliance.bulk_actions import BulkAction, new_bulk_action_id, record_bulk_action, record_items
 from compliance.home import Home
 from compliance.keys import KeyedHasher
 from compliance.schema import CONTACT_LINKED, MEMBERSHIPS
 from compliance.settings import Settings
+from compliance.sql import load_sql, parameters, table_exists
 from compliance.store import Store, transaction
+from compliance.vocabulary import BulkActionKind, BulkActionStatus, Outcome
 
 PURGED_LABEL_PREFIX = "purged:"
 
@@ -30,16 +33,26 @@ class PurgeResult:
     backups_expired: list[str]
 
 
-def purge_candidates_sql(settings: Settings, as_of: datetime) -> str:
-    """SQL selecting the deleted contacts past the window: restorable while as_of <= deleted_at + window."""
-    return (f"SELECT contact_id, deleted_at FROM contact_lifecycle WHERE state = 'deleted' AND "
-            f"deleted_at + INTERVAL {int(settings.restore_window_days)} DAY < TIMESTAMPTZ '{as_of.isoformat()}'")
+def purge_scan(settings: Settings, as_of: datetime) -> tuple[str, dict[str, Any]]:
+    """The purge scan (purge_scan.sql): the deleted contacts past the window, restorable while as_of <= deleted_at
+    + window, with the reason of their purge item.
+
+    Args:
+        settings: the restore window.
+        as_of: the run's clock.
+
+    Returns:
+        A SELECT of (contact_id, deleted_at, reason) and its named parameters, to embed in a statement.
+    """
+    sql = load_sql("compliance", "purge_scan.sql")
+    return sql, parameters(sql, {"as_of": as_of, "window": int(settings.restore_window_days)})
 
 
-def expired_backups_sql(settings: Settings, as_of: datetime) -> str:
-    """SQL selecting the backups older than the backup retention that still have files."""
-    return (f"SELECT bulk_action_id, path FROM backups WHERE expired_at IS NULL AND created_as_of + "
-            f"INTERVAL {int(settings.backup_retention_days)} DAY < TIMESTAMPTZ '{as_of.isoformat()}'")
+def _expired_backups(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: datetime) -> list[tuple[str, str]]:
+    """The backups older than the backup retention that still have files."""
+    return con.execute("SELECT bulk_action_id, path FROM backups WHERE expired_at IS NULL AND created_as_of + "
+                       "INTERVAL (?) DAY < CAST(? AS TIMESTAMPTZ)",
+                       [int(settings.backup_retention_days), as_of]).fetchall()
 
 
 def purge(con: duckdb.DuckDBPyConnection, home: Home, *, hasher: KeyedHasher, settings: Settings, as_of: datetime,
@@ -64,28 +77,15 @@ def purge(con: duckdb.DuckDBPyConnection, home: Home, *, hasher: KeyedHasher, se
         The purge bulk action (None when nothing was due) and counts.
     """
     bulk_action_id, purged, rows = None, 0, 0
-    due = con.execute(f"SELECT count(*) FROM ({purge_candidates_sql(settings, as_of)})").fetchone()[0]
-    if due:
+    scan, scan_parameters = purge_scan(settings, as_of)
+    if con.execute(f"SELECT count(*) FROM ({scan})", scan_parameters).fetchone()[0]:
         bulk_action_id = new_bulk_action_id(as_of)
-        label = f"'{PURGED_LABEL_PREFIX}' || left({hasher.sql('contact_id', 'contact_id')}, 16)"
         with transaction(con):
-            con.execute(f"CREATE OR REPLACE TEMP TABLE doomed AS {purge_candidates_sql(settings, as_of)}")
-            for spec in CONTACT_LINKED:
-                rows += con.execute(f"DELETE FROM {spec.name} WHERE contact_id IN (SELECT contact_id FROM doomed)"
-                                    ).fetchone()[0]
-            con.execute(f"UPDATE bulk_action_items SET contact_id = {label} "
-                        "WHERE contact_id IN (SELECT contact_id FROM doomed)")
-            # A membership's tombstone key ends with the contact id (compliance.schema): it keeps the label instead.
-            memberships = ", ".join(f"'{spec.name}'" for spec in MEMBERSHIPS)
-            con.execute(f"""
-                UPDATE tombstones SET row_key = left(row_key, length(row_key) - length(d.contact_id))
-                    || '{PURGED_LABEL_PREFIX}' || left({hasher.sql('contact_id', 'd.contact_id')}, 16)
-                FROM doomed d
-                WHERE table_name IN ({memberships}) AND ends_with(row_key, ':' || d.contact_id)""")
-            con.execute(f"""
-                INSERT INTO bulk_action_items
-                SELECT ?, {label}, 'purged', 'past the {settings.restore_window_days}-day restore window (deleted '
-                       || strftime(deleted_at, '%Y-%m-%d') || ')' FROM doomed""", [bulk_action_id])
+            con.execute(f"CREATE OR REPLACE TEMP TABLE doomed AS {scan}", scan_parameters)
+            rows = _remove_linked_rows(con)
+            _relabel(con, hasher)
+            record_items(con, f"SELECT ?, {_label(hasher, 'contact_id')}, ?, reason FROM doomed",
+                         [bulk_action_id, PURGED_LABEL_PREFIX, Outcome.PURGED])
             con.execute(f"""
                 INSERT INTO purged_contacts
                 SELECT {hasher.sql('contact_id', 'contact_id')}, deleted_at, ?, ? FROM doomed
@@ -93,14 +93,12 @@ def purge(con: duckdb.DuckDBPyConnection, home: Home, *, hasher: KeyedHasher, se
             con.execute("DELETE FROM contacts WHERE contact_id IN (SELECT contact_id FROM doomed)")
             con.execute("DELETE FROM contact_lifecycle WHERE contact_id IN (SELECT contact_id FROM doomed)")
             purged = con.execute("SELECT count(*) FROM doomed").fetchone()[0]
-            con.execute("""
-                INSERT INTO bulk_actions (bulk_action_id, kind, source, source_ref, requested_by,
-                    requester_authorized, created_at, applied_at, status, run_id, total, done)
-                VALUES (?, 'purge', 'restore window', ?, 'system', true, ?, now(), 'completed', ?, ?, ?)""",
-                        [bulk_action_id, f"{settings.restore_window_days} days", as_of, run_id, purged, purged])
+            record_bulk_action(con, BulkAction(
+                bulk_action_id, BulkActionKind.PURGE, "restore window", f"{settings.restore_window_days} days",
+                "system", BulkActionStatus.COMPLETED, requester_authorized=True), created_at=as_of, run_id=run_id)
             con.execute("DROP TABLE doomed")
     expired = []
-    for backup_id, path in con.execute(expired_backups_sql(settings, as_of)).fetchall():
+    for backup_id, path in _expired_backups(con, settings, as_of):
         con.execute("UPDATE backups SET expired_at = ? WHERE bulk_action_id = ?", [as_of, backup_id])
         remove_backup(Path(path))
         expired.append(backup_id)
@@ -111,6 +109,30 @@ def purge(con: duckdb.DuckDBPyConnection, home: Home, *, hasher: KeyedHasher, se
     return PurgeResult(bulk_action_id, purged, rows, expired)
 
 
+def _remove_linked_rows(con: duckdb.DuckDBPyConnection) -> int:
+    """Remove the doomed contacts' remaining linked rows (what the cascade retained); the number removed."""
+    return sum(con.execute(f"DELETE FROM {spec.name} WHERE contact_id IN (SELECT contact_id FROM doomed)"
+                           ).fetchone()[0] for spec in CONTACT_LINKED)
+
+
+def _relabel(con: duckdb.DuckDBPyConnection, hasher: KeyedHasher) -> None:
+    """Name the doomed contacts in earlier bulk action items and tombstones by the label of their hash only."""
+    con.execute(f"UPDATE bulk_action_items SET contact_id = {_label(hasher, 'contact_id')} "
+                "WHERE contact_id IN (SELECT contact_id FROM doomed)", [PURGED_LABEL_PREFIX])
+    # A membership's tombstone key ends with the contact id (compliance.schema): it keeps the label instead.
+    con.execute(f"""
+        UPDATE tombstones SET row_key = left(row_key, length(row_key) - length(d.contact_id))
+            || {_label(hasher, 'd.contact_id')}
+        FROM doomed d
+        WHERE table_name IN ({', '.join('?' for _ in MEMBERSHIPS)}) AND ends_with(row_key, ':' || d.contact_id)""",
+                [PURGED_LABEL_PREFIX, *(spec.name for spec in MEMBERSHIPS)])
+
+
+def _label(hasher: KeyedHasher, column: str) -> str:
+    """SQL naming a purged contact by its hash: PURGED_LABEL_PREFIX (one `?` parameter) and 16 hex digits."""
+    return f"? || left({hasher.sql('contact_id', column)}, 16)"
+
+
 PLAN_TABLES = ("plan_sources", "plan_candidates", "plan_items")
 RESTORE_PLAN_TABLES = ("restore_sources", "restore_candidates", "restore_items")
 
@@ -118,8 +140,7 @@ RESTORE_PLAN_TABLES = ("restore_sources", "restore_candidates", "restore_items")
 def forget_plans(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] = PLAN_TABLES + RESTORE_PLAN_TABLES) -> None:
     """Drop the run's working tables once applied (plans name contacts; nothing should outlive its run)."""
     for table in tables:
-        if con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_type = "
-                       "'BASE TABLE'", [table]).fetchone()[0]:
+        if table_exists(con, table):
             con.execute(f"DROP TABLE {table}")
 
 

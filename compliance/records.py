@@ -8,15 +8,17 @@ from typing import Any
 import duckdb
 
 from compliance.audit import AuditLog
+from compliance.vocabulary import (ANSWERED_STATUSES, COUNTED_OUTCOMES, DONE_OUTCOME, FINAL_STATUSES, Deadline,
+                                   RequestStatus, values)
 
-DONE_FIELD = {"delete": "deleted", "restore": "restored", "purge": "purged"}
+DONE_FIELD = DONE_OUTCOME
 _ACTION_COLUMNS = ("bulk_action_id", "kind", "source", "source_ref", "requested_by", "regulation", "created_at",
                    "applied_at", "status", "reason", "run_id", "total", "done", "blocked", "rejected", "not_found",
                    "already_done", "failed")
 _REQUEST_COLUMNS = ("file", "request_id", "kind", "regulation", "requested_by", "status", "reason", "received_at",
                     "due_at", "bulk_action_id", "seen_at", "subjects", "extended_reason", "extended_at")
 DUE_SOON_DAYS = 7
-DEADLINE_FLAGS = ("overdue", "due_soon")
+DEADLINE_FLAGS = values(Deadline.OVERDUE, Deadline.DUE_SOON)
 
 
 def _iso(value: Any) -> Any:
@@ -26,7 +28,7 @@ def _iso(value: Any) -> Any:
 def _action_document(row: tuple, iso: bool = True) -> dict[str, Any]:
     record = dict(zip(_ACTION_COLUMNS, row))
     counts = {"total": record.pop("total"), DONE_FIELD[record["kind"]]: record.pop("done")}
-    for outcome in ("blocked", "rejected", "not_found", "already_done", "failed"):
+    for outcome in COUNTED_OUTCOMES:
         counts[outcome] = record.pop(outcome)
     return {**{key: _iso(value) if iso else value for key, value in record.items()}, "counts": counts}
 
@@ -74,13 +76,13 @@ def request_records(con: duckdb.DuckDBPyConnection, *, as_of: datetime) -> list[
 
 def _deadline(record: dict[str, Any], as_of: datetime) -> str | None:
     due = record["due_at"]
-    if due is None or record["status"] in ("quarantined", "duplicate"):
+    if due is None or record["status"] in (RequestStatus.QUARANTINED, RequestStatus.DUPLICATE):
         return None
-    if record["status"] in ("applied", "rejected"):
-        return "answered"
+    if record["status"] in ANSWERED_STATUSES:
+        return Deadline.ANSWERED.value
     if as_of > due:
-        return "overdue"
-    return "due_soon" if as_of + timedelta(days=DUE_SOON_DAYS) >= due else "open"
+        return Deadline.OVERDUE.value
+    return (Deadline.DUE_SOON if as_of + timedelta(days=DUE_SOON_DAYS) >= due else Deadline.OPEN).value
 
 
 def deadline_report(con: duckdb.DuckDBPyConnection, *, as_of: datetime) -> dict[str, list[dict[str, Any]]]:
@@ -120,7 +122,8 @@ def audit_new_records(con: duckdb.DuckDBPyConnection, log: AuditLog, *, at: date
         con.execute("UPDATE bulk_actions SET audited = true WHERE bulk_action_id = ?", [document["bulk_action_id"]])
         appended += 1
     for row in con.execute(f"SELECT rowid, {', '.join(_REQUEST_COLUMNS)} FROM requests WHERE NOT audited AND status "
-                           "IN ('applied', 'rejected', 'quarantined', 'duplicate') ORDER BY seen_at, file").fetchall():
+                           f"IN ({', '.join('?' for _ in FINAL_STATUSES)}) ORDER BY seen_at, file",
+                           list(FINAL_STATUSES)).fetchall():
         record = dict(zip(_REQUEST_COLUMNS, row[1:]))
         log.append(f"request.{record['status']}", at, **record)
         con.execute("UPDATE requests SET audited = true WHERE rowid = ?", [row[0]])

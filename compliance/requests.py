@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from compliance.settings import Deadlines
+from compliance.vocabulary import Regulation, RequestKind, values
 
 REQUEST_CSV_COLUMNS = (
     "request_id", "kind", "regulation", "requested_by", "received_at", "confirm", "contact_id", "email", "phone",
 )
 OPTIONAL_CSV_COLUMNS = ("extension_reason",)
-KINDS = ("erasure", "restore")
-REGULATIONS = ("gdpr", "ccpa", "internal")
-DEFAULT_REGULATION = "internal"
+KINDS = values(*RequestKind)
+REGULATIONS = values(*Regulation)
+DEFAULT_REGULATION = Regulation.INTERNAL.value
 IDENTIFIERS = ("contact_id", "email", "phone")
 JSON_KEYS = ("request_id", "kind", "regulation", "requested_by", "received_at", "confirm", "subjects", "extension")
 REQUEST_SUFFIXES = (".json", ".csv")
@@ -151,13 +152,13 @@ def due_at(request: Request, deadlines: Deadlines) -> datetime | None:
         The due time (same time of day as received), or None when the request has no deadline.
     """
     received = request.received_at
-    if request.regulation == "gdpr":
+    if request.regulation == Regulation.GDPR:
         months = deadlines.gdpr_months + (deadlines.gdpr_extension_months if request.extended else 0)
         return add_months(received, months)
-    if request.regulation == "ccpa":
+    if request.regulation == Regulation.CCPA:
         days = deadlines.ccpa_days + (deadlines.ccpa_extension_days if request.extended else 0)
         return received + timedelta(days=days)
-    if request.regulation == "internal":
+    if request.regulation == Regulation.INTERNAL:
         return None if deadlines.internal_days is None else received + timedelta(days=deadlines.internal_days)
     raise ValueError(f"unknown regulation {request.regulation!r} (allowed: {', '.join(REGULATIONS)})")
 

@@ -25,6 +25,7 @@ CHILD = textwrap.dedent("""
     from pathlib import Path
 
     import compliance.deletion as deletion
+    import compliance.deletion.apply as applying
     from compliance.clock import parse_as_of
     from compliance.home import Home
     from compliance.ingest import ingest_snapshots
@@ -35,7 +36,7 @@ CHILD = textwrap.dedent("""
 
     home, marker = Home(Path(sys.argv[1])), Path(sys.argv[2])
     block_at, calls = int(sys.argv[3]), []
-    keep_metrics = deletion._keep_enrollment_metrics
+    keep_metrics = applying._keep_enrollment_metrics
 
     def keep_metrics_then_hang(con, table):
         keep_metrics(con, table)
@@ -44,7 +45,7 @@ CHILD = textwrap.dedent("""
             marker.write_text(table)
             time.sleep(600)
 
-    deletion._keep_enrollment_metrics = keep_metrics_then_hang
+    applying._keep_enrollment_metrics = keep_metrics_then_hang
     as_of = parse_as_of("2026-01-01T12:00:00Z")
     settings, hasher = load_settings(home.settings_file), KeyedHasher(home.secret())
     con = Store(home).connect()

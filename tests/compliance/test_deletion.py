@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import compliance.deletion
+import compliance.deletion.backups
 from compliance.audit import AuditLog
 from compliance.backup import BackupError, verify_backup
 from compliance.clock import parse_as_of
@@ -264,7 +264,7 @@ def test_a_failed_backup_deletes_nothing_and_the_request_is_applied_on_the_next_
     def no_space(*args, **kwargs):
         raise BackupError("backup: disk full")
 
-    monkeypatch.setattr(compliance.deletion, "write_backup", no_space)
+    monkeypatch.setattr(compliance.deletion.backups, "write_backup", no_space)
     failed_run = run_deletion(con, crm)
 
     failed = failed_run.action("request r1.json")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-import compliance.deletion
+import compliance.deletion.backups
 from compliance.audit import AuditLog
 from compliance.backup import BackupError
 from compliance.clock import parse_as_of
@@ -97,7 +97,7 @@ def test_a_request_held_back_by_a_failed_backup_shows_pending_with_the_reason(cr
     def broken(*args, **kwargs):
         raise BackupError("backup: disk full")
 
-    monkeypatch.setattr(compliance.deletion, "write_backup", broken)
+    monkeypatch.setattr(compliance.deletion.backups, "write_backup", broken)
     write_request(crm, "r1")
     run = run_deletion(con, crm)
 

@@ -1,0 +1,126 @@
+"""The backup hand-off of a deletion: every planned deletion backed up and verified before anything is removed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import duckdb
+
+from compliance.backup import BackupError, BackupManifest, remove_orphans, verify_backup, write_backup
+from compliance.home import Home
+from compliance.schema import ASSOCIATED, MEMBERSHIPS
+from compliance.settings import Settings
+from compliance.sql import table_exists
+from compliance.vocabulary import Outcome
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PlannedBackup:
+    """The backup a planned bulk action needs before it deletes: where it is, or why it could not be written."""
+
+    bulk_action_id: str
+    path: str | None
+    sha256: str | None
+    error: str | None
+
+
+def back_up(con: duckdb.DuckDBPyConnection, home: Home, settings: Settings, *,
+            progress: Progress = lambda message: None) -> dict[str, BackupManifest | str]:
+    """Write and verify a backup of every planned deletion, per bulk action (R5), before anything is removed.
+
+    Args:
+        con: the store with a plan.
+        home: where backups go.
+        settings: backup formats and cascade policy (retained data is not removed, so not backed up).
+        progress: called with a line per bulk action.
+
+    Returns:
+        bulk_action_id -> its verified manifest, or the error that stops its deletion.
+    """
+    kept = [row[0] for row in con.execute("SELECT bulk_action_id FROM backups").fetchall()]
+    planned = con.execute("SELECT DISTINCT s.bulk_action_id FROM plan_sources s JOIN plan_items i "
+                          "USING (bulk_action_id) WHERE i.outcome = ? AND NOT s.preview "
+                          "AND s.bulk_action_id NOT IN (SELECT bulk_action_id FROM bulk_actions) ORDER BY 1",
+                          [Outcome.DELETED]).fetchall()
+    # Leftovers of a run killed before its delete committed hold personal data and back nothing.
+    remove_orphans(home.backups_dir, kept + [row[0] for row in planned])
+    results: dict[str, BackupManifest | str] = {}
+    for (bulk_action_id,) in planned:
+        folder = home.backups_dir / bulk_action_id
+        progress(f"backing up bulk action {bulk_action_id}")
+        try:
+            written_at = datetime.now(timezone.utc)
+            con.execute("CREATE OR REPLACE TEMP TABLE backup_planned AS SELECT contact_id FROM plan_items "
+                        "WHERE bulk_action_id = ? AND outcome = ?", [bulk_action_id, Outcome.DELETED])
+            manifest = write_backup(
+                con, folder=folder, bulk_action_id=bulk_action_id,
+                contact_ids_sql="SELECT contact_id FROM backup_planned",
+                tables=removed_tables(settings), formats=settings.backup_formats, written_at=written_at)
+            verify_backup(folder, manifest.manifest_sha256)
+        except (BackupError, OSError, duckdb.Error) as exc:
+            results[bulk_action_id] = f"backup failed: {exc}"
+            con.execute("UPDATE plan_sources SET backup_error = ? WHERE bulk_action_id = ?",
+                        [results[bulk_action_id], bulk_action_id])
+            continue
+        finally:
+            con.execute("DROP TABLE IF EXISTS backup_planned")
+        results[bulk_action_id] = manifest
+        con.execute("UPDATE plan_sources SET backup_path = ?, backup_sha256 = ?, backup_written_at = ?,"
+                    " backup_verified_at = ?, backup_rows = ? WHERE bulk_action_id = ?",
+                    [str(folder), manifest.manifest_sha256, written_at, datetime.now(timezone.utc),
+                     manifest.total_rows, bulk_action_id])
+    return results
+
+
+def removed_tables(settings: Settings) -> list[str]:
+    """The contact-linked tables a delete removes rows from: associated data per the cascade, and memberships."""
+    policy = settings.cascade.model_dump()
+    return [spec.name for spec in ASSOCIATED if policy[spec.name] == "delete"] + [spec.name for spec in MEMBERSHIPS]
+
+
+def planned_backups(con: duckdb.DuckDBPyConnection) -> list[PlannedBackup]:
+    """The backups the plan's unrecorded, non-preview bulk actions with deletions need (none without a plan).
+
+    Args:
+        con: a store connection.
+
+    Returns:
+        One per bulk action that deletes, with its backup's path and manifest checksum, or its backup error.
+    """
+    if not table_exists(con, "plan_sources"):
+        return []
+    rows = con.execute("SELECT bulk_action_id, backup_path, backup_sha256, backup_error FROM plan_sources "
+                       "WHERE bulk_action_id IN (SELECT bulk_action_id FROM plan_items WHERE outcome = ?) "
+                       "AND NOT preview AND bulk_action_id NOT IN (SELECT bulk_action_id FROM bulk_actions) "
+                       "ORDER BY ord", [Outcome.DELETED]).fetchall()
+    return [PlannedBackup(*row) for row in rows]
+
+
+def verify_planned_backups(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Re-verify, from disk, the backup of every planned deletion not yet applied: the blocking check before delete.
+
+    The one place this rule lives: the `planned_backups_verify` asset check, apply_deletions and the benchmark
+    all call it. A bulk action whose backup could not be written (its backup_error) is not a problem here: the
+    delete records it `failed` and deletes nothing for it.
+
+    Args:
+        con: a store connection with a plan (without one, nothing is planned and the result is empty).
+
+    Returns:
+        bulk_action_id -> why its backup does not verify (missing, checksum or row count mismatch); empty when
+        every planned backup verifies.
+    """
+    problems: dict[str, str] = {}
+    for backup in planned_backups(con):
+        if backup.error:
+            continue
+        try:
+            verify_backup(Path(backup.path), backup.sha256)
+        except (BackupError, TypeError) as exc:
+            problems[backup.bulk_action_id] = str(exc)
+    return problems

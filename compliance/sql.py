@@ -1,0 +1,79 @@
+"""SQL kept in `.sql` files beside its module, run with named parameters, and small helpers every module shares.
+
+A SQL file takes every value (as_of, windows, policies, the vocabulary of compliance.vocabulary) as a `$name`
+parameter, never as a pasted literal; it calls the keyed hash by its macro name `retention_keyed_hash(kind, value)`
+(compliance.keys), which the connection must have registered (Store.connect does).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from importlib.resources import files
+from typing import Any, Mapping
+
+import duckdb
+
+from compliance.vocabulary import SQL_VOCABULARY
+
+_PARAMETER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@lru_cache(maxsize=None)
+def load_sql(package: str, name: str) -> str:
+    """The text of a SQL file shipped in a package (package-data `**/*.sql` in pyproject.toml).
+
+    Args:
+        package: the dotted package that holds the file, e.g. "compliance.deletion".
+        name: the file name, e.g. "decide.sql".
+
+    Returns:
+        The SQL text.
+    """
+    return files(package).joinpath(name).read_text(encoding="utf-8")
+
+
+def parameters(sql: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The named parameters the SQL uses, taken from `values` and then from the vocabulary.
+
+    DuckDB refuses a parameter the statement does not use, so only those named in the text are passed.
+
+    Args:
+        sql: a statement with `$name` parameters.
+        values: the run's values (as_of, windows, policies, ids).
+
+    Returns:
+        name -> value for every parameter in the statement.
+
+    Raises:
+        KeyError: a parameter has no value (a bug in the caller, named in the message).
+    """
+    known = {**SQL_VOCABULARY, **values}
+    names = dict.fromkeys(_PARAMETER.findall(sql))
+    missing = [name for name in names if name not in known]
+    if missing:
+        raise KeyError(f"no value for SQL parameter(s) {', '.join('$' + name for name in missing)}")
+    return {name: known[name] for name in names}
+
+
+def run_sql_file(con: duckdb.DuckDBPyConnection, package: str, name: str,
+                 **values: Any) -> duckdb.DuckDBPyConnection:
+    """Run a packaged SQL file with its named parameters.
+
+    Args:
+        con: the store connection.
+        package: the package holding the file.
+        name: the file name.
+        **values: the parameters other than the vocabulary.
+
+    Returns:
+        The connection, to fetch results from.
+    """
+    sql = load_sql(package, name)
+    return con.execute(sql, parameters(sql, values))
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the store has a (base, not temporary) table of that name, e.g. a plan's working table."""
+    return con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_type = "
+                       "'BASE TABLE'", [name]).fetchone()[0] > 0
