@@ -11,15 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from pathlib import Path
 from typing import Any, Callable
 
 import duckdb
 
 from compliance.audit import AuditLog
 from compliance.audit_anchor import anchored_log, verify_before_writing
-from compliance.backup import BackupError, BackupManifest, verify_backup
-from compliance.deletion import AppliedAction, ManualSelection, Plan, apply_deletions, back_up, build_plan
+from compliance.backup import BackupManifest
+from compliance.deletion import (AppliedAction, ManualSelection, Plan, apply_deletions, back_up, build_plan,
+                                 planned_backups)
+from compliance.deletion import verify_planned_backups as deletion_backups_problems
 from compliance.home import Home
 from compliance.ingest import IngestResult, ingest_snapshots
 from compliance.intake import IntakeResult, prune_request_records, settle_request_files, take_requests
@@ -195,27 +196,8 @@ class BackupVerification:
 
 @step("contact_backups_planned_backups_verify")
 def verify_planned_backups(ctx: RunContext) -> BackupVerification:
-    """Re-read every planned deletion's backup: present, checksums and row counts as its manifest says.
-
-    A bulk action whose backup could not be written is not a problem here: the delete step records it as failed
-    and deletes nothing of it.
-    """
-    if not ctx.con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'plan_sources'"
-                           ).fetchone()[0]:
-        return BackupVerification(0)
-    rows = ctx.con.execute(
-        "SELECT bulk_action_id, backup_path, backup_sha256, backup_error FROM plan_sources "
-        "WHERE bulk_action_id IN (SELECT bulk_action_id FROM plan_items WHERE outcome = 'deleted') "
-        "AND NOT preview AND bulk_action_id NOT IN (SELECT bulk_action_id FROM bulk_actions)").fetchall()
-    problems = {}
-    for bulk_action_id, path, sha256, error in rows:
-        if error:
-            continue
-        try:
-            verify_backup(Path(path), sha256)
-        except (BackupError, TypeError) as exc:
-            problems[bulk_action_id] = str(exc)
-    return BackupVerification(len(rows), problems)
+    """Re-read every planned deletion's backup: present, checksums and row counts as its manifest says."""
+    return BackupVerification(len(planned_backups(ctx.con)), deletion_backups_problems(ctx.con))
 
 
 @step("applied_deletions")
