@@ -29,8 +29,8 @@ BACKUPS_WITHIN_RETENTION = "backups_within_retention"
 @register(PURGE_RAN)
 class PurgeRan(Invariant):
     description = "No deleted contact older than the restore window is still in the store (purge ran)."
-    passed = "no deleted contact is past the {window}-day restore window"
-    failed = "{n} deleted contact{s} past the {window}-day restore window {are} still in the store"
+    pass_message = "no deleted contact is past the {window}-day restore window"
+    fail_message = "{n} deleted contact{s} past the {window}-day restore window {are} still in the store"
 
     def measure(self, run: Run) -> list[Row]:
         count, samples = run.con.execute(
@@ -66,8 +66,8 @@ class _PerDeletion(Invariant):
 class DeletedContactsBackedUp(_PerDeletion):
     description = ("Every deleted contact has a verified backup (file present, checksum and row count match), "
                    "written before its deletion.")
-    passed = "every deleted contact has a verified backup written before its deletion"
-    failed = "{n} deleted contact{s} {have} no verified backup written before the deletion: {details}"
+    pass_message = "every deleted contact has a verified backup written before its deletion"
+    fail_message = "{n} deleted contact{s} {have} no verified backup written before the deletion: {details}"
     check = "verified_backup"
 
     def reason(self, group: dict[str, Any]) -> str | None:
@@ -105,8 +105,8 @@ class _NoRowsOfGone(Invariant):
 @register(NO_ORPHANED_ASSOCIATED_DATA)
 class NoOrphanedAssociatedData(_NoRowsOfGone):
     description = "No associated row whose policy is `delete` points at a deleted or purged contact."
-    passed = "no associated row with cascade policy delete points at a deleted or purged contact"
-    failed = "{n} associated row{s} of deleted or purged contacts {are} still in the store: {details}"
+    pass_message = "no associated row with cascade policy delete points at a deleted or purged contact"
+    fail_message = "{n} associated row{s} of deleted or purged contacts {are} still in the store: {details}"
 
     def tables(self, settings: Settings) -> list[TableSpec]:
         policy = settings.cascade.model_dump()
@@ -116,8 +116,8 @@ class NoOrphanedAssociatedData(_NoRowsOfGone):
 @register(NO_MEMBERSHIPS_OF_DELETED)
 class NoMembershipsOfDeleted(_NoRowsOfGone):
     description = "No campaign, workflow or list membership points at a deleted or purged contact."
-    passed = "no campaign, workflow or list membership points at a deleted or purged contact"
-    failed = "{n} membership{s} of deleted or purged contacts {are} still in the store: {details}"
+    pass_message = "no campaign, workflow or list membership points at a deleted or purged contact"
+    fail_message = "{n} membership{s} of deleted or purged contacts {are} still in the store: {details}"
 
     def tables(self, settings: Settings) -> list[TableSpec]:
         return list(MEMBERSHIPS)
@@ -127,8 +127,8 @@ class NoMembershipsOfDeleted(_NoRowsOfGone):
 class RestoresInsideWindow(Invariant):
     description = ("A restored contact was restored inside its window, and none of its pre-deletion associated "
                    "data came back.")
-    passed = "every restore was inside the {window}-day window and brought back no pre-deletion data"
-    failed = "{n} restore violation{s}: {details}"
+    pass_message = "every restore was inside the {window}-day window and brought back no pre-deletion data"
+    fail_message = "{n} restore violation{s}: {details}"
 
     def measure(self, run: Run) -> list[Row]:
         count, samples = run.con.execute(
@@ -164,8 +164,8 @@ class RestoresInsideWindow(Invariant):
 @register(DELETIONS_TRACE_TO_ADMIN)
 class DeletionsTraceToAdmin(_PerDeletion):
     description = "Every deletion traces to an active admin (a request's author or a rule's owner)."
-    passed = "every deleted contact traces to a delete bulk action by an authorized admin"
-    failed = "{n} deleted contact{s} {do} not trace to a delete by an authorized admin: {details}"
+    pass_message = "every deleted contact traces to a delete bulk action by an authorized admin"
+    fail_message = "{n} deleted contact{s} {do} not trace to a delete by an authorized admin: {details}"
     check = "authorized_delete"
 
     def reason(self, group: dict[str, Any]) -> str | None:
@@ -181,8 +181,8 @@ class DeletionsTraceToAdmin(_PerDeletion):
 @register(SUPPRESSED_STAY_ERASED)
 class SuppressedStayErased(Invariant):
     description = "No suppressed (erased) person is active again."
-    passed = "no erased person is active again"
-    failed = "{n} contact{s} matching an erased person's keyed hash {are} not deleted"
+    pass_message = "no erased person is active again"
+    fail_message = "{n} contact{s} matching an erased person's keyed hash {are} not deleted"
 
     def measure(self, run: Run) -> list[Row]:
         count, samples = 0, []
@@ -207,8 +207,8 @@ class SuppressedStayErased(Invariant):
 @register(BULK_ACTION_COUNTS_ADD_UP)
 class BulkActionCountsAddUp(Invariant):
     description = "Each bulk action's counts add up to its total."
-    passed = "every bulk action's outcome counts and items add up to its total"
-    failed = "{n} bulk action{s} whose counts do not add up: {details}"
+    pass_message = "every bulk action's outcome counts and items add up to its total"
+    fail_message = "{n} bulk action{s} whose counts do not add up: {details}"
 
     def measure(self, run: Run) -> list[Row]:
         rows = []
@@ -233,8 +233,8 @@ class BulkActionCountsAddUp(Invariant):
 @register(BACKUPS_WITHIN_RETENTION)
 class BackupsWithinRetention(Invariant):
     description = "No backup is older than the backup retention."
-    passed = "no kept backup is older than the {retention}-day retention"
-    failed = "{n} backup{s} older than the {retention}-day retention {are} still kept: {details}"
+    pass_message = "no kept backup is older than the {retention}-day retention"
+    fail_message = "{n} backup{s} older than the {retention}-day retention {are} still kept: {details}"
 
     def measure(self, run: Run) -> list[Row]:
         return [Row(self.name, "age", bulk_action_id, age_days=float(age_days), samples=(bulk_action_id,),

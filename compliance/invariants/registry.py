@@ -68,15 +68,15 @@ class Run:
 class Invariant:
     """One invariant of PRODUCT.md section 4.
 
-    A subclass gives `description`, `passed` and `failed` (message templates; `failed` may use {n}, {s}, {are},
-    {have}, {do} and {details}, both may use {window} and {retention}) and `measure`; it overrides `expectations`
-    when "every row observed 0" is not what it asserts.
+    A subclass gives `description`, `pass_message` and `fail_message` (templates; the fail message may use {n},
+    {s}, {are}, {have}, {do} and {details}, both may use {window} and {retention}) and `measure`; it overrides
+    `expectations` when "every row observed 0" is not what it asserts.
     """
 
     name: ClassVar[str]
     description: ClassVar[str]
-    passed: ClassVar[str]
-    failed: ClassVar[str]
+    pass_message: ClassVar[str]
+    fail_message: ClassVar[str]
 
     def measure(self, run: Run) -> list[Row]:
         """The few rows GX judges: counts with at most MAX_SAMPLES ids each, or one row per bulk action or backup."""

@@ -86,15 +86,15 @@ def summarize(invariant: Invariant, verdict: Verdict, rows: list[Row], words: di
     violations = sum(row.weight for row in failed)
     samples = list(dict.fromkeys(sample for row in failed for sample in row.samples))
     if verdict.success:
-        message = invariant.passed.format(**words)
+        message = invariant.pass_message.format(**words)
     elif not failed:
         message = f"could not be evaluated: {'; '.join(verdict.errors) or 'GX reported a failure without rows'}"
     else:
         details = "; ".join(row.detail for row in failed[:3]) + ("; …" if len(failed) > 3 else "")
         one = violations == 1
-        message = invariant.failed.format(n=violations, s=plural(violations), are="is" if one else "are",
-                                          have="has" if one else "have", do="does" if one else "do",
-                                          details=details, **words)
+        message = invariant.fail_message.format(n=violations, s=plural(violations), are="is" if one else "are",
+                                                have="has" if one else "have", do="does" if one else "do",
+                                                details=details, **words)
         if samples:
             shown = samples[:MAX_SAMPLES]
             more = ", …" if violations > len(shown) else ""

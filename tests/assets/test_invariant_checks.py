@@ -17,8 +17,8 @@ class NoContactInDoNotDisturb(Invariant):
     """A made-up tenth invariant: the hand-made snapshot's c-3 breaks it."""
 
     description = "No contact has asked not to be disturbed."
-    passed = "no contact is in do-not-disturb"
-    failed = "{n} contact{s} in do-not-disturb: {details}"
+    pass_message = "no contact is in do-not-disturb"
+    fail_message = "{n} contact{s} in do-not-disturb: {details}"
 
     def measure(self, run):
         count, samples = run.con.execute(

@@ -22,8 +22,8 @@ class NoContactInDoNotDisturb(Invariant):
     """A made-up tenth invariant: the hand-made snapshot's c-3 breaks it."""
 
     description = "No contact has asked not to be disturbed."
-    passed = "no contact is in do-not-disturb"
-    failed = "{n} contact{s} in do-not-disturb: {details}"
+    pass_message = "no contact is in do-not-disturb"
+    fail_message = "{n} contact{s} in do-not-disturb: {details}"
 
     def measure(self, run):
         count, samples = run.con.execute(
@@ -51,8 +51,8 @@ def test_the_nine_are_registered_in_report_order_each_with_its_own_description_a
     assert list(DESCRIPTIONS) == list(INVARIANTS)
     for name, cls in REGISTRY.items():
         assert cls.name == name and cls.description == DESCRIPTIONS[name]
-        assert cls.passed and cls.failed and "{n}" in cls.failed, name
-    assert len({cls.passed for cls in REGISTRY.values()}) == 9
+        assert cls.pass_message and cls.fail_message and "{n}" in cls.fail_message, name
+    assert len({cls.pass_message for cls in REGISTRY.values()}) == 9
 
 
 def test_a_tenth_registered_invariant_is_measured_judged_and_reported_after_the_nine(crm, con, tenth):
