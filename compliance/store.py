@@ -80,6 +80,24 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE manual_selections (token VARCHAR PRIMARY KEY, contact_ids VARCHAR[] NOT NULL,"
         " created_at TIMESTAMPTZ NOT NULL)",
     ),
+    (
+        # The CRM's additional emails and phones, as written and as match keys normalised once at ingest.
+        *(f"ALTER TABLE contacts ADD COLUMN {name} {sql_type}" for name, sql_type in CONTACTS.optional.items()),
+        "ALTER TABLE contacts ADD COLUMN additional_email_keys VARCHAR[]",
+        "ALTER TABLE contacts ADD COLUMN additional_phone_keys VARCHAR[]",
+        # The locations a staff member may act on (HighLevel's account users); empty: every location.
+        "ALTER TABLE staff ADD COLUMN location_ids VARCHAR[]",
+        "ALTER TABLE snapshots ADD COLUMN unparsed_phones BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE snapshots ADD COLUMN not_provided VARCHAR[]",
+        # Every normalised identifier of every contact, one row each, for matching request subjects by join. A
+        # view over the contacts' key columns, so a purge that removes the contact removes its identifiers too.
+        "CREATE VIEW contact_identifiers AS"
+        " SELECT contact_id, 'email' AS kind, email_key AS key, true AS is_primary FROM contacts"
+        " WHERE email_key IS NOT NULL"
+        " UNION ALL SELECT contact_id, 'phone', phone_key, true FROM contacts WHERE phone_key IS NOT NULL"
+        " UNION ALL SELECT contact_id, 'email', unnest(additional_email_keys), false FROM contacts"
+        " UNION ALL SELECT contact_id, 'phone', unnest(additional_phone_keys), false FROM contacts",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

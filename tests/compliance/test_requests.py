@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from compliance import schema
+from compliance import identifiers, schema
 from compliance.requests import (
     REQUEST_CSV_COLUMNS,
     Request,
@@ -184,7 +184,7 @@ def test_subject_keys_follow_the_store_sql(email, phone):
     subject = Subject(None, email, phone)
     sql = f"SELECT {schema.email_key('$1')}, {schema.phone_key('$2')}"
 
-    with duckdb.connect() as con:
+    with identifiers.register(duckdb.connect()) as con:
         assert con.execute(sql, [email, phone]).fetchone() == (subject.email_key(), subject.phone_key())
 
 
