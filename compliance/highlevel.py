@@ -188,7 +188,7 @@ def _load(con: duckdb.DuckDBPyConnection, folder: Path, collection: str, files: 
         listed = "[" + ", ".join(_quote(str(p)) for p in pages) + "]"
         _run(con, folder, pages, f"CREATE OR REPLACE TEMP TABLE {raw} AS SELECT filename AS _file, \"{collection}\" "
                                  f"AS records FROM read_json({listed}, columns = {{'{collection}': 'JSON[]'}}, "
-                                 f"filename = true, maximum_object_size = 1073741824)")
+                                 f"filename = true, maximum_object_size = 67108864)")
         missing = con.execute(f"SELECT _file FROM {raw} WHERE records IS NULL ORDER BY _file LIMIT 1").fetchone()
         if missing:
             con.execute(f"DROP TABLE {raw}")

@@ -115,6 +115,8 @@ def register(con: duckdb.DuckDBPyConnection, region: str = DEFAULT_REGION) -> du
     def phones(values: pa.Array) -> pa.Array:
         return pa.array([normalize_phone(v, region) for v in values.to_pylist()], type=pa.string())
 
+    # DuckDB refuses to define a function while an earlier statement's result is still open on the connection.
+    con.execute("SELECT 1").fetchall()
     for name, function in ((EMAIL_UDF, emails), (PHONE_UDF, phones)):
         try:
             con.remove_function(name)
