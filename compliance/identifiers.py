@@ -10,6 +10,7 @@ still match.
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from functools import lru_cache
@@ -22,6 +23,8 @@ DEFAULT_REGION = "US"
 EMAIL_UDF = "retention_email_key"
 PHONE_UDF = "retention_phone"
 
+_NAMES = {"email": EMAIL_UDF, "phone": PHONE_UDF}
+_GENERATION = itertools.count(1)
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 # NFKC turns NBSP and the other compatibility spaces into a plain space, but leaves the zero-width characters and
 # the byte-order mark, which str.strip() does not treat as whitespace.
@@ -117,27 +120,37 @@ def register(con: duckdb.DuckDBPyConnection, region: str = DEFAULT_REGION) -> du
 
     # DuckDB refuses to define a function while an earlier statement's result is still open on the connection.
     con.execute("SELECT 1").fetchall()
-    for name, function in ((EMAIL_UDF, emails), (PHONE_UDF, phones)):
+    for kind, function in (("email", emails), ("phone", phones)):
         try:
-            con.remove_function(name)
+            con.remove_function(_NAMES[kind])
         except (duckdb.InvalidInputException, duckdb.CatalogException):
             pass
-        con.create_function(name, function, ["VARCHAR"], "VARCHAR", type="arrow", null_handling="special",
-                            side_effects=False)
+        try:
+            _define(con, _NAMES[kind], function)
+        except duckdb.NotImplementedException:
+            # A definition made in a transaction that was rolled back (a dry run) is gone from the database but
+            # still known to the connection, which then refuses the name: take a new one.
+            _NAMES[kind] = f"{_NAMES[kind].rsplit('__', 1)[0]}__{next(_GENERATION)}"
+            _define(con, _NAMES[kind], function)
     return con
+
+
+def _define(con: duckdb.DuckDBPyConnection, name: str, function) -> None:
+    con.create_function(name, function, ["VARCHAR"], "VARCHAR", type="arrow", null_handling="special",
+                        side_effects=False)
 
 
 def email_key_sql(expr: str) -> str:
     """SQL for the email_key of `expr` (needs `register` on the connection for non-ASCII values)."""
     return (f"CASE WHEN {expr} IS NULL THEN NULL "
             f"WHEN regexp_full_match({expr}, {_ASCII_SQL}) THEN nullif(lower(trim({expr}, {_ASCII_SPACE_SQL})), '') "
-            f"ELSE {EMAIL_UDF}({expr}) END")
+            f"ELSE {_NAMES['email']}({expr}) END")
 
 
 def phone_sql(expr: str) -> str:
     """SQL for normalize_phone of `expr` (needs `register` on the connection for values not in E.164 form)."""
     return (f"CASE WHEN {expr} IS NULL THEN NULL WHEN regexp_full_match({expr}, {_E164_SQL}) THEN {expr} "
-            f"ELSE {PHONE_UDF}({expr}) END")
+            f"ELSE {_NAMES['phone']}({expr}) END")
 
 
 def phone_key_sql(expr: str) -> str:
