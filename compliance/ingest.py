@@ -11,14 +11,17 @@ from typing import Callable
 
 import duckdb
 
+from compliance import highlevel  # noqa: F401  (registers the HighLevel snapshot format)
+from compliance import identifiers
 from compliance.errors import InputError
 from compliance.home import Home
 from compliance.keys import KeyedHasher
-from compliance.schema import ALLOWED_VALUES, CONTACTS, TABLES, TableSpec, email_key, phone_key
+from compliance.schema import ALLOWED_VALUES, CONTACTS
+from compliance.settings import load_settings
+from compliance.snapshot_formats import Source, format_of
 from compliance.store import transaction
 
 Progress = Callable[[str], None]
-FORMATS = ("csv", "parquet")
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,8 @@ class SnapshotIngest:
     row_counts: dict[str, int]
     skipped_deleted: int
     skipped_suppressed: int
+    unparsed_phones: int = 0
+    not_provided: tuple[str, ...] = ()
 
 
 @dataclass
@@ -42,24 +47,11 @@ class IngestResult:
     out_of_order: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Source:
-    spec: TableSpec
-    path: Path
-
-    @property
-    def relation(self) -> str:
-        quoted = str(self.path).replace("'", "''")
-        if self.path.suffix == ".csv":
-            return f"read_csv('{quoted}', header = true, all_varchar = true)"
-        return f"read_parquet('{quoted}')"
-
-
 def snapshot_hash(folder: Path) -> str:
-    """sha256 over the names and bytes of a snapshot's table files."""
+    """sha256 over the paths (relative to the folder) and bytes of a snapshot's files, sub-folders included."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        digest.update(path.name.encode() + b"\0")
+    for path in sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.relative_to(folder).parts):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0")
         with path.open("rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
@@ -67,7 +59,7 @@ def snapshot_hash(folder: Path) -> str:
 
 
 def ingest_snapshots(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datetime,
-                     progress: Progress = lambda message: None) -> IngestResult:
+                     progress: Progress = lambda message: None, default_region: str | None = None) -> IngestResult:
     """Load every snapshot folder not yet ingested, in name order, each in its own transaction.
 
     All pending snapshots are validated before the first is applied, so bad input changes nothing.
@@ -76,7 +68,8 @@ def ingest_snapshots(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datet
         con: a writable store connection.
         home: the home whose inbox/snapshots is read.
         as_of: the run's clock.
-        progress: called with a line per long step.
+        progress: called with a line per long step, and with what a snapshot did not provide.
+        default_region: the region of phones written without a country code (default: settings.yaml's).
 
     Returns:
         The snapshots ingested and those passed over.
@@ -85,8 +78,10 @@ def ingest_snapshots(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datet
         InputError: naming the snapshot, table, column and row of the first problem.
     """
     result = IngestResult()
+    region = default_region or load_settings(home.settings_file).default_region
+    identifiers.register(con, region)
     seen = dict(con.execute("SELECT snapshot_id, content_hash FROM snapshots").fetchall())
-    pending: list[tuple[str, str, list[_Source]]] = []
+    pending: list[tuple[str, str, list[Source]]] = []
     # A folder starting with '.' is an upload still in progress.
     folders = sorted(p for p in home.snapshots_inbox.iterdir()
                      if p.is_dir() and not p.name.startswith(".")) if home.snapshots_inbox.exists() else []
@@ -101,7 +96,7 @@ def ingest_snapshots(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datet
             # A full export older than one already loaded would roll the store back.
             result.out_of_order.append(folder.name)
             continue
-        pending.append((folder.name, content_hash, _sources(con, folder)))
+        pending.append((folder.name, content_hash, format_of(folder).sources(con, folder, str(len(pending)))))
     for snapshot_id, _, sources in pending:
         progress(f"validating snapshot {snapshot_id}")
         for source in sources:
@@ -109,33 +104,18 @@ def ingest_snapshots(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datet
     hasher = KeyedHasher(home.secret()).register(con) if home.secret_file.exists() else None
     for snapshot_id, content_hash, sources in pending:
         progress(f"loading snapshot {snapshot_id}")
-        result.ingested.append(_apply(con, snapshot_id, content_hash, sources, as_of, hasher))
+        ingested = _apply(con, snapshot_id, content_hash, sources, as_of, hasher)
+        if ingested.not_provided:
+            progress(f"snapshot {snapshot_id}: not provided (empty): {', '.join(ingested.not_provided)}")
+        if ingested.unparsed_phones:
+            progress(f"snapshot {snapshot_id}: {ingested.unparsed_phones:,} phone(s) not readable as phone numbers "
+                     f"(region {region}): matched on their digits")
+        result.ingested.append(ingested)
     return result
 
 
-def _sources(con: duckdb.DuckDBPyConnection, folder: Path) -> list[_Source]:
-    sources = []
-    for spec in TABLES:
-        found = [folder / f"{spec.name}.{fmt}" for fmt in FORMATS if (folder / f"{spec.name}.{fmt}").exists()]
-        if not found:
-            raise InputError(f"snapshot {folder.name}: table {spec.name}: no {spec.name}.csv or {spec.name}.parquet")
-        if len(found) > 1:
-            raise InputError(f"snapshot {folder.name}: table {spec.name}: both .csv and .parquet given; keep one")
-        source = _Source(spec, found[0])
-        try:
-            columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source.relation}").fetchall()]
-        except duckdb.Error as exc:
-            raise InputError(f"snapshot {folder.name}: table {spec.name}: cannot read {source.path.name}: "
-                             f"{_first_line(exc)}") from None
-        missing = [column for column in spec.columns if column not in columns]
-        if missing:
-            raise InputError(f"snapshot {folder.name}: table {spec.name}: missing required column {missing[0]}")
-        sources.append(source)
-    return sources
-
-
-def _cast(con: duckdb.DuckDBPyConnection, source: _Source, column: str) -> str:
-    sql_type = source.spec.columns[column]
+def _cast(con: duckdb.DuckDBPyConnection, source: Source, column: str) -> str:
+    sql_type = source.spec.all_columns[column]
     if sql_type == "VARCHAR[]":
         source_type = con.execute(
             f"SELECT typeof({column}) FROM {source.relation} LIMIT 1").fetchone()
@@ -148,24 +128,26 @@ def _cast(con: duckdb.DuckDBPyConnection, source: _Source, column: str) -> str:
     return f"TRY_CAST({column} AS {sql_type})"
 
 
-def _validate(con: duckdb.DuckDBPyConnection, snapshot_id: str, source: _Source) -> None:
+def _validate(con: duckdb.DuckDBPyConnection, snapshot_id: str, source: Source) -> None:
     spec, where = source.spec, f"snapshot {snapshot_id}: table {source.spec.name}"
-    numbered = f"(SELECT row_number() OVER () AS _row, * FROM {source.relation})"
+    numbered = f"(SELECT {source.row_sql} AS _row, * FROM {source.relation})"
+    order = source.order_column
     for column, sql_type in spec.columns.items():
         if sql_type in ("VARCHAR", "VARCHAR[]"):
             continue
         bad = con.execute(
             f"SELECT _row, CAST({column} AS VARCHAR) FROM {numbered} "
-            f"WHERE {column} IS NOT NULL AND TRY_CAST({column} AS {sql_type}) IS NULL ORDER BY _row LIMIT 1"
+            f"WHERE {column} IS NOT NULL AND TRY_CAST({column} AS {sql_type}) IS NULL ORDER BY {order} LIMIT 1"
         ).fetchone()
         if bad:
             kind = {"BOOLEAN": "a boolean (true/false)"}.get(sql_type, "a timestamp (ISO 8601)")
-            raise InputError(f"{where}: row {bad[0]}: column {column}: {bad[1]!r} is not {kind}")
+            raise InputError(f"{where}: {source.locate(bad[0])}: {source.field(column)}: {bad[1]!r} is not {kind}")
     for column in spec.key:
         bad = con.execute(f"SELECT _row FROM {numbered} WHERE {column} IS NULL OR trim(CAST({column} AS VARCHAR)) = ''"
-                          " ORDER BY _row LIMIT 1").fetchone()
+                          f" ORDER BY {order} LIMIT 1").fetchone()
         if bad:
-            raise InputError(f"{where}: row {bad[0]}: column {column}: empty, but it identifies the row")
+            raise InputError(f"{where}: {source.locate(bad[0])}: {source.field(column)}: empty, but it identifies "
+                             f"the {source.row_word.strip() or 'record'}")
     key = ", ".join(spec.key)
     duplicate = con.execute(f"SELECT {key}, count(*) FROM {source.relation} GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
                             ).fetchone()
@@ -176,38 +158,75 @@ def _validate(con: duckdb.DuckDBPyConnection, snapshot_id: str, source: _Source)
             continue
         values = ", ".join(f"'{value}'" for value in allowed)
         bad = con.execute(f"SELECT _row, {column} FROM {numbered} WHERE {column} IS NULL OR lower(trim({column})) "
-                          f"NOT IN ({values}) ORDER BY _row LIMIT 1").fetchone()
+                          f"NOT IN ({values}) ORDER BY {order} LIMIT 1").fetchone()
         if bad:
-            raise InputError(f"{where}: row {bad[0]}: column {column}: {bad[1]!r} is not allowed "
+            raise InputError(f"{where}: {source.locate(bad[0])}: {source.field(column)}: {bad[1]!r} is not allowed "
                              f"(allowed: {', '.join(allowed)})")
 
 
-def _staged_select(con: duckdb.DuckDBPyConnection, source: _Source, snapshot_id: str) -> str:
+def _staged_select(con: duckdb.DuckDBPyConnection, source: Source, snapshot_id: str) -> str:
     spec = source.spec
     all_columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source.relation}").fetchall()]
-    extras = [column for column in all_columns if column not in spec.columns]
     selected = []
-    for column in spec.columns:
+    for column, sql_type in spec.all_columns.items():
+        if column not in all_columns:
+            # An optional column the snapshot leaves out: no additional identifiers, every location.
+            selected.append(f"CAST([] AS {sql_type}) AS {column}")
+            continue
         expression = _cast(con, source, column)
         if (spec.name, column) in ALLOWED_VALUES:
             expression = f"lower(trim({expression}))"
         selected.append(f"{expression} AS {column}")
-    if spec is CONTACTS:
-        selected += [f"{email_key('email')} AS email_key", f"{phone_key('phone')} AS phone_key"]
-    extra = ("to_json(struct_pack(" + ", ".join(f'"{c}" := "{c}"' for c in extras) + "))") if extras else "NULL"
+    if source.extra_sql is not None:
+        extra = source.extra_sql
+    else:
+        extras = [column for column in all_columns if column not in spec.all_columns]
+        extra = ("to_json(struct_pack(" + ", ".join(f'"{c}" := "{c}"' for c in extras) + "))") if extras else "NULL"
     quoted_id = snapshot_id.replace("'", "''")
     selected += [f"CAST({extra} AS JSON) AS extra", f"'{quoted_id}' AS snapshot_id"]
-    return f"SELECT {', '.join(selected)} FROM {source.relation}"
+    staged = f"SELECT {', '.join(selected)} FROM {source.relation}"
+    if spec is not CONTACTS:
+        return staged
+    # Phones stay in their normalised form ('+' for parsed) until _finish_contact_keys has counted the unparsed.
+    return f"""
+        SELECT *, {identifiers.email_key_sql('email')} AS email_key, {identifiers.phone_sql('phone')} AS phone_key,
+               list_transform(additional_emails, lambda x: {identifiers.email_key_sql('x')}) AS additional_email_keys,
+               list_transform(additional_phones, lambda x: {identifiers.phone_sql('x')}) AS additional_phone_keys
+        FROM ({staged})"""
+
+
+def _finish_contact_keys(con: duckdb.DuckDBPyConnection) -> int:
+    """Turn stg_contacts' normalised phones into match keys, drop repeated additional keys; count unparsed phones.
+
+    Returns:
+        How many phones (primary and additional) fell back to their digits.
+    """
+    unparsed = con.execute("""
+        SELECT coalesce(sum(CASE WHEN phone_key NOT LIKE '+%' THEN 1 ELSE 0 END
+                            + len(list_filter(additional_phone_keys, lambda k: k NOT LIKE '+%'))), 0)
+        FROM stg_contacts""").fetchone()[0]
+    # Sorted so that the same identifiers give the same list whatever order the CRM listed them in.
+    con.execute("""
+        UPDATE stg_contacts SET
+            phone_key = ltrim(phone_key, '+'),
+            additional_phone_keys = list_sort(list_distinct(list_filter(
+                list_transform(additional_phone_keys, lambda k: ltrim(k, '+')),
+                lambda k: k IS NOT NULL AND k IS DISTINCT FROM ltrim(phone_key, '+')))),
+            additional_email_keys = list_sort(list_distinct(list_filter(
+                additional_email_keys, lambda k: k IS NOT NULL AND k IS DISTINCT FROM email_key)))""")
+    return int(unparsed)
 
 
 _DELETED = "SELECT contact_id FROM contact_lifecycle WHERE state = 'deleted'"
 
 
-def _apply(con: duckdb.DuckDBPyConnection, snapshot_id: str, content_hash: str, sources: list[_Source],
+def _apply(con: duckdb.DuckDBPyConnection, snapshot_id: str, content_hash: str, sources: list[Source],
            as_of: datetime, hasher: KeyedHasher | None) -> SnapshotIngest:
     for source in sources:
         con.execute(f"CREATE OR REPLACE TEMP TABLE stg_{source.spec.name} AS "
                     f"{_staged_select(con, source, snapshot_id)}")
+    unparsed_phones = _finish_contact_keys(con)
+    not_provided = tuple(source.spec.name for source in sources if not source.provided)
     _mark_kept_out(con, hasher)
     skipped_deleted, skipped_suppressed = con.execute(
         "SELECT count(*) FILTER (WHERE why <> 'suppressed'), count(*) FILTER (WHERE why = 'suppressed') "
@@ -230,11 +249,16 @@ def _apply(con: duckdb.DuckDBPyConnection, snapshot_id: str, content_hash: str, 
                     f"AND t.row_key = {spec.row_key_sql('s')})")
             row_counts[spec.name] = con.execute(
                 f"SELECT count(*) FROM {spec.name} WHERE snapshot_id = ?", [snapshot_id]).fetchone()[0]
-        con.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?)",
-                    [snapshot_id, content_hash, as_of, json.dumps(row_counts), skipped_deleted, skipped_suppressed])
+        con.execute("INSERT INTO snapshots (snapshot_id, content_hash, ingested_at, row_counts, skipped_deleted, "
+                    "skipped_suppressed, unparsed_phones, not_provided) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [snapshot_id, content_hash, as_of, json.dumps(row_counts), skipped_deleted, skipped_suppressed,
+                     unparsed_phones, list(not_provided)])
     for source in sources:
         con.execute(f"DROP TABLE IF EXISTS stg_{source.spec.name}")
-    return SnapshotIngest(snapshot_id, content_hash, row_counts, skipped_deleted, skipped_suppressed)
+        for table in source.temp_tables:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+    return SnapshotIngest(snapshot_id, content_hash, row_counts, skipped_deleted, skipped_suppressed,
+                          unparsed_phones, not_provided)
 
 
 def _mark_kept_out(con: duckdb.DuckDBPyConnection, hasher: KeyedHasher | None) -> None:
@@ -262,7 +286,3 @@ def _mark_kept_out(con: duckdb.DuckDBPyConnection, hasher: KeyedHasher | None) -
             SELECT contact_id, 'purged' FROM stg_contacts
             WHERE {hasher.sql('contact_id', 'contact_id')} IN (SELECT contact_hash FROM purged_contacts)
               AND contact_id NOT IN (SELECT contact_id FROM stg_kept_out)""")
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -7,12 +7,12 @@ import csv
 import hashlib
 import io
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from compliance import identifiers
 from compliance.settings import Deadlines
 from compliance.vocabulary import Regulation, RequestKind, values
 
@@ -44,22 +44,23 @@ class Subject:
     phone: str | None
 
     def email_key(self) -> str | None:
-        """The email's match key, by the rule of compliance.schema.email_key (trimmed of spaces, lower-cased).
+        """The email's match key, by compliance.identifiers.email_key (the same function the ingest uses).
 
         Returns:
             The key, or None when there is no email.
         """
-        key = (self.email or "").strip(" ").lower()
-        return key or None
+        return identifiers.email_key(self.email)
 
-    def phone_key(self) -> str | None:
-        """The phone's match key, by the rule of compliance.schema.phone_key (its ASCII digits).
+    def phone_key(self, region: str = identifiers.DEFAULT_REGION) -> str | None:
+        """The phone's match key, by compliance.identifiers.phone_key (the digits of its E.164 form).
+
+        Args:
+            region: the region of a phone written without a country code (settings `default_region`).
 
         Returns:
             The key, or None when there is no phone or it has no digits.
         """
-        key = re.sub(r"[^0-9]", "", self.phone or "")
-        return key or None
+        return identifiers.phone_key(self.phone, region)
 
 
 @dataclass(frozen=True)

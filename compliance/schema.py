@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+
+from compliance import identifiers
 
 Role = Literal["contact", "associated", "membership", "reference"]
 
@@ -16,6 +18,13 @@ class TableSpec:
     columns: dict[str, str]
     key: tuple[str, ...]
     role: Role
+    # Columns a snapshot may leave out (an empty list then); older exports and stores predate them.
+    optional: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def all_columns(self) -> dict[str, str]:
+        """The required columns, then the optional ones."""
+        return {**self.columns, **self.optional}
 
     def row_key_sql(self, alias: str = "") -> str:
         """An expression naming one row across snapshots (used for tombstones of deleted rows)."""
@@ -29,7 +38,7 @@ TABLES: tuple[TableSpec, ...] = (
         "contact_id": "VARCHAR", "location_id": "VARCHAR", "first_name": "VARCHAR", "last_name": "VARCHAR",
         "email": "VARCHAR", "phone": "VARCHAR", "tags": "VARCHAR[]", "dnd": "BOOLEAN",
         "created_at": TS, "updated_at": TS, "last_activity_at": TS,
-    }, ("contact_id",), "contact"),
+    }, ("contact_id",), "contact", {"additional_emails": "VARCHAR[]", "additional_phones": "VARCHAR[]"}),
     TableSpec("conversations", {
         "conversation_id": "VARCHAR", "contact_id": "VARCHAR", "channel": "VARCHAR",
         "last_message_at": TS, "last_message_body": "VARCHAR",
@@ -52,7 +61,9 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec("list_memberships", {"list_id": "VARCHAR", "contact_id": "VARCHAR"},
               ("list_id", "contact_id"), "membership"),
     TableSpec("staff", {"user_id": "VARCHAR", "email": "VARCHAR", "name": "VARCHAR", "role": "VARCHAR",
-                        "active": "BOOLEAN"}, ("user_id",), "reference"),
+                        "active": "BOOLEAN"}, ("user_id",), "reference",
+              # The locations an admin may act on; empty: every location (an agency admin).
+              {"location_ids": "VARCHAR[]"}),
 )
 BY_NAME = {spec.name: spec for spec in TABLES}
 CONTACTS = BY_NAME["contacts"]
@@ -67,15 +78,16 @@ ALLOWED_VALUES = {
     ("staff", "role"): ("admin", "user"),
 }
 
-EMAIL_KEY_SQL = "nullif(lower(trim({col})), '')"
-PHONE_KEY_SQL = "nullif(regexp_replace({col}, '[^0-9]', '', 'g'), '')"
+# Match keys the store derives from a contact's identifiers at ingest (normalised once, never per comparison).
+CONTACT_KEY_COLUMNS = {"email_key": "VARCHAR", "phone_key": "VARCHAR",
+                       "additional_email_keys": "VARCHAR[]", "additional_phone_keys": "VARCHAR[]"}
 
 
 def email_key(column: str) -> str:
-    """SQL for an email's match key: trimmed and lower-cased."""
-    return EMAIL_KEY_SQL.format(col=column)
+    """SQL for an email's match key (compliance.identifiers.email_key; the connection needs identifiers.register)."""
+    return identifiers.email_key_sql(column)
 
 
 def phone_key(column: str) -> str:
-    """SQL for a phone's match key: its digits."""
-    return PHONE_KEY_SQL.format(col=column)
+    """SQL for a phone's match key (compliance.identifiers.phone_key; the connection needs identifiers.register)."""
+    return identifiers.phone_key_sql(column)

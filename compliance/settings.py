@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from compliance.errors import InputError
+from compliance.identifiers import DEFAULT_REGION, valid_region
 from compliance.rules import TRIGGERS, build_triggers
 
 CascadePolicy = Literal["delete", "retain"]
@@ -44,6 +45,8 @@ class Settings(_Strict):
     deadlines: Deadlines = Deadlines()
     # Read when the Dagster definitions load: a change takes effect when `retention ui` restarts.
     request_sensor_interval_seconds: int = Field(30, ge=1)
+    # The country of phone numbers written without one (such as `(555) 010-9999`), in snapshots and requests.
+    default_region: str = DEFAULT_REGION
 
     @model_validator(mode="before")
     @classmethod
@@ -51,6 +54,13 @@ class Settings(_Strict):
         if isinstance(data, dict) and "backup_retention_days" not in data and "restore_window_days" in data:
             return {**data, "backup_retention_days": data["restore_window_days"]}
         return data
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, region: str) -> str:
+        if not valid_region(region.strip().upper()):
+            raise ValueError(f"{region!r} is not a region code phonenumbers knows (such as US, GB, DE)")
+        return region.strip().upper()
 
     @field_validator("backup_formats")
     @classmethod

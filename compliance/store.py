@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Iterator
 
 import duckdb
@@ -21,8 +22,17 @@ def _crm_table_ddl(spec: TableSpec) -> str:
     return f"CREATE TABLE {spec.name} ({', '.join(columns)})"
 
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
+@dataclass(frozen=True)
+class Migration:
+    """One named schema step; its place in MIGRATIONS is the schema version it brings the store to."""
+
+    name: str
+    statements: tuple[str, ...]
+
+
+# Append only: a store records the number of steps it has taken, so a step is never edited, moved or removed.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("crm_tables_lifecycle_tombstones_suppression", (
         "CREATE TABLE snapshots (snapshot_id VARCHAR PRIMARY KEY, content_hash VARCHAR NOT NULL,"
         " ingested_at TIMESTAMPTZ NOT NULL, row_counts JSON NOT NULL,"
         " skipped_deleted BIGINT NOT NULL DEFAULT 0, skipped_suppressed BIGINT NOT NULL DEFAULT 0)",
@@ -36,8 +46,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # Erased people, as keyed hashes only: later snapshots must not bring them back.
         "CREATE TABLE suppression (key_kind VARCHAR NOT NULL, key_hash VARCHAR NOT NULL,"
         " bulk_action_id VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL)",
-    ),
-    (
+    )),
+    Migration("bulk_actions_backups_requests_records", (
         # The Bulk Actions page (R8): one record per delete, restore or purge, with per-contact items.
         "CREATE TABLE bulk_actions (bulk_action_id VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL,"
         " source VARCHAR NOT NULL, source_ref VARCHAR, requested_by VARCHAR, regulation VARCHAR,"
@@ -68,23 +78,41 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # Contacts permanently removed after the restore window: a keyed hash of the id, no personal data.
         "CREATE TABLE purged_contacts (contact_hash VARCHAR PRIMARY KEY, deleted_at TIMESTAMPTZ NOT NULL,"
         " purged_at TIMESTAMPTZ NOT NULL, bulk_action_id VARCHAR NOT NULL)",
-    ),
-    (
+    )),
+    Migration("request_deadline_extensions", (
         # A deadline extended with notice (GDPR Art. 12(3), CCPA regs 7021(b)): why, and when it was recorded.
         "ALTER TABLE requests ADD COLUMN extended_reason VARCHAR",
         "ALTER TABLE requests ADD COLUMN extended_at TIMESTAMPTZ",
-    ),
-    (
+    )),
+    Migration("manual_selections", (
         # Contact ids of a manual delete or restore, handed to its run by token so that Dagster's run storage
         # (kept forever) never holds them; the run takes and removes them.
         "CREATE TABLE manual_selections (token VARCHAR PRIMARY KEY, contact_ids VARCHAR[] NOT NULL,"
         " created_at TIMESTAMPTZ NOT NULL)",
-    ),
-    (
+    )),
+    Migration("audit_anchor", (
         # The audit log's head after each append: a chain rewritten or cut short no longer passes it.
         "CREATE TABLE audit_anchor (log VARCHAR PRIMARY KEY, entries BIGINT NOT NULL, head_hash VARCHAR NOT NULL,"
         " anchored_at TIMESTAMPTZ NOT NULL)",
-    ),
+    )),
+    Migration("additional_identifiers_staff_locations", (
+        # The CRM's additional emails and phones, as written and as match keys normalised once at ingest.
+        *(f"ALTER TABLE contacts ADD COLUMN {name} {sql_type}" for name, sql_type in CONTACTS.optional.items()),
+        "ALTER TABLE contacts ADD COLUMN additional_email_keys VARCHAR[]",
+        "ALTER TABLE contacts ADD COLUMN additional_phone_keys VARCHAR[]",
+        # The locations a staff member may act on (HighLevel's account users); empty: every location.
+        "ALTER TABLE staff ADD COLUMN location_ids VARCHAR[]",
+        "ALTER TABLE snapshots ADD COLUMN unparsed_phones BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE snapshots ADD COLUMN not_provided VARCHAR[]",
+        # Every normalised identifier of every contact, one row each, for matching request subjects by join. A
+        # view over the contacts' key columns, so a purge that removes the contact removes its identifiers too.
+        "CREATE VIEW contact_identifiers AS"
+        " SELECT contact_id, 'email' AS kind, email_key AS key, true AS is_primary FROM contacts"
+        " WHERE email_key IS NOT NULL"
+        " UNION ALL SELECT contact_id, 'phone', phone_key, true FROM contacts WHERE phone_key IS NOT NULL"
+        " UNION ALL SELECT contact_id, 'email', unnest(additional_email_keys), false FROM contacts"
+        " UNION ALL SELECT contact_id, 'phone', unnest(additional_phone_keys), false FROM contacts",
+    )),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -171,7 +199,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     for version in range(current + 1, SCHEMA_VERSION + 1):
         with transaction(con):
             con.execute("CREATE TABLE IF NOT EXISTS schema_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-            for statement in MIGRATIONS[version - 1]:
+            for statement in MIGRATIONS[version - 1].statements:
                 con.execute(statement)
             con.execute("INSERT OR REPLACE INTO schema_meta VALUES ('schema_version', ?)", [str(version)])
     return SCHEMA_VERSION

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from compliance import schema
+from compliance import identifiers, schema
 from compliance.requests import (
     REQUEST_CSV_COLUMNS,
     Request,
@@ -182,9 +182,9 @@ def test_subject_identifiers_are_kept_as_written_and_keyed_for_matching(tmp_path
 ])
 def test_subject_keys_follow_the_store_sql(email, phone):
     subject = Subject(None, email, phone)
-    sql = f"SELECT {schema.email_key('$1')}, {schema.phone_key('$2')}"
 
-    with duckdb.connect() as con:
+    with identifiers.register(duckdb.connect()) as con:
+        sql = f"SELECT {schema.email_key('$1')}, {schema.phone_key('$2')}"
         assert con.execute(sql, [email, phone]).fetchone() == (subject.email_key(), subject.phone_key())
 
 

@@ -58,7 +58,7 @@ def test_a_version_1_store_migrates_to_the_latest_keeping_its_data(home):
     home.store_dir.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(home.store_file)) as con:
         con.execute("CREATE TABLE schema_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        for statement in MIGRATIONS[0]:
+        for statement in MIGRATIONS[0].statements:
             con.execute(statement)
         con.execute("INSERT INTO schema_meta VALUES ('schema_version', '1')")
         con.execute("INSERT INTO contact_lifecycle (contact_id, state) VALUES ('c-1', 'deleted')")
