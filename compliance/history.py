@@ -130,6 +130,7 @@ def write_charts(history: History, folder: Path) -> dict[str, Path]:
     matplotlib.use("Agg")
     from matplotlib import rc_context
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     folder.mkdir(parents=True, exist_ok=True)
     drawers = {"deletions": _deletions, "restores_purges": _restores_purges, "requests_weekly": _requests_weekly,
@@ -141,12 +142,13 @@ def write_charts(history: History, folder: Path) -> dict[str, Path]:
             figure = Figure(figsize=(9, 2.8), layout="constrained")
             axes = figure.add_subplot()
             axes.set_title(CHARTS[name], loc="left", fontsize=10)
+            axes.yaxis.set_major_locator(MaxNLocator(integer=True))
             if not draw(axes, history):
                 axes.text(0.5, 0.5, "nothing recorded yet", ha="center", va="center", transform=axes.transAxes)
                 axes.set_xticks([])
                 axes.set_yticks([])
             path = folder / f"history-{name}.svg"
-            figure.savefig(path, format="svg", metadata={"Date": None})
+            figure.savefig(path, format="svg", metadata=_NO_METADATA)
             written[name] = path
     return written
 
@@ -228,6 +230,8 @@ def _backups(axes, history: History) -> bool:
     return True
 
 
+# No date (same history, same bytes) and no RDF block, whose namespace addresses only look like links.
+_NO_METADATA = {"Date": None, "Creator": None, "Format": None, "Type": None}
 _SVG_PROLOGUE = re.compile(r"\A(?:<\?xml[^>]*\?>\s*|<!DOCTYPE[^>]*>\s*)+")
 
 
