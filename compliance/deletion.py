@@ -13,6 +13,7 @@ import duckdb
 from compliance.backup import BackupError, BackupManifest, remove_orphans, verify_backup, write_backup
 from compliance.home import Home
 from compliance.keys import KeyedHasher
+from compliance.progress import count
 from compliance.rules import predicate
 from compliance.schema import ASSOCIATED, MEMBERSHIPS
 from compliance.settings import Rules, Settings
@@ -346,6 +347,7 @@ def back_up(con: duckdb.DuckDBPyConnection, home: Home, settings: Settings, *,
                         [results[bulk_action_id], bulk_action_id])
             continue
         results[bulk_action_id] = manifest
+        count(progress, "backup", manifest.total_rows)
         con.execute("UPDATE plan_sources SET backup_path = ?, backup_sha256 = ?, backup_written_at = ?,"
                     " backup_verified_at = ?, backup_rows = ? WHERE bulk_action_id = ?",
                     [str(folder), manifest.manifest_sha256, written_at, datetime.now(timezone.utc),
@@ -401,6 +403,7 @@ def apply_deletions(con: duckdb.DuckDBPyConnection, *, hasher: KeyedHasher, sett
         applied.append(AppliedAction(bulk_action_id, source, status, {o: final.get(o, 0) for o in OUTCOMES},
                                      backup_path if status == "completed" and final.get("deleted") else None,
                                      rejection or backup_error))
+        count(progress, "apply", final.get("deleted", 0), "contacts")
     return applied
 
 

@@ -14,6 +14,7 @@ import duckdb
 from compliance.errors import InputError
 from compliance.home import Home
 from compliance.keys import KeyedHasher
+from compliance.progress import count
 from compliance.schema import ALLOWED_VALUES, CONTACTS, TABLES, TableSpec, email_key, phone_key
 from compliance.store import transaction
 
@@ -110,6 +111,7 @@ def ingest_snapshots(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datet
     for snapshot_id, content_hash, sources in pending:
         progress(f"loading snapshot {snapshot_id}")
         result.ingested.append(_apply(con, snapshot_id, content_hash, sources, as_of, hasher))
+        count(progress, "ingest", sum(result.ingested[-1].row_counts.values()))
     return result
 
 
