@@ -7,7 +7,6 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 import duckdb
 
@@ -19,9 +18,10 @@ from compliance.keys import KeyedHasher
 from compliance.schema import ALLOWED_VALUES, CONTACTS
 from compliance.settings import load_settings
 from compliance.snapshot_formats import Source, format_of
+from compliance.progress import Progress, count
 from compliance.store import transaction
 
-Progress = Callable[[str], None]
+
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,7 @@ def ingest_snapshots(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datet
             progress(f"snapshot {snapshot_id}: {ingested.unparsed_phones:,} phone(s) not readable as phone numbers "
                      f"(region {region}): matched on their digits")
         result.ingested.append(ingested)
+        count(progress, "ingest", sum(ingested.row_counts.values()))
     return result
 
 

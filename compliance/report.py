@@ -12,8 +12,10 @@ from typing import Any
 
 import duckdb
 
+from compliance.history import CHARTS, build_history, inline_svg, write_charts
 from compliance.home import Home
 from compliance.invariants import InvariantResult, InvariantSummary
+from compliance.metrics import METRICS_HEADER, metrics_table, request_metrics
 from compliance.records import bulk_actions, request_records
 
 
@@ -63,6 +65,7 @@ def write_report(con: duckdb.DuckDBPyConnection, home: Home, *, run_id: str, as_
     sections = _sections(con, run_id=run_id, as_of=as_of, invariants=invariants, home=home)
     folder = run_folder(home, run_id=run_id, as_of=as_of)
     folder.mkdir(parents=True, exist_ok=True)
+    sections["charts"] = write_charts(sections["history"], folder)
     markdown = folder / "report.md"
     page = folder / "report.html"
     markdown.write_text(_markdown(sections))
@@ -98,10 +101,12 @@ def _sections(con: duckdb.DuckDBPyConnection, *, run_id: str, as_of: datetime, i
         "actions": actions, "backups": backups, "expired": expired,
         "invariants": invariants.results,
         "data_docs": str(invariants.data_docs_index) if invariants.data_docs_index else None,
+        "history": build_history(con, as_of=as_of),
+        "metrics": request_metrics(con, year=as_of.year),
     }
 
 
-Block = tuple  # ("h1" | "h2" | "p", text) or ("table", header, rows)
+Block = tuple  # ("h1" | "h2" | "p", text), ("table", header, rows) or ("chart", title, svg path)
 
 
 def _blocks(s: dict[str, Any]) -> list[Block]:
@@ -130,6 +135,25 @@ def _blocks(s: dict[str, Any]) -> list[Block]:
                    [[r.name, "passed" if r.passed else "FAILED", r.violations, r.message] for r in s["invariants"]]))
     if s["data_docs"]:
         blocks.append(("p", f"Great Expectations Data Docs: {s['data_docs']}"))
+    return blocks + _history_blocks(s)
+
+
+def _history_blocks(s: dict[str, Any]) -> list[Block]:
+    history, metrics = s["history"], s["metrics"]
+    blocks: list[Block] = [("h2", f"Request metrics {metrics['year']} (CCPA regs §7102(a))"),
+                           ("p", "Requests received this calendar year, by kind and regulation; days run from "
+                                 "receipt to the run that answered (applied or rejected) the request.")]
+    rows = metrics_table(metrics)
+    blocks.append(("table", list(METRICS_HEADER), rows) if rows else ("p", "No request received this year."))
+    blocks.append(("h2", "History"))
+    blocks.append(("p", f"Every run kept in the store, up to {s['as_of']}. Backups held now: "
+                        f"{history.backups_by_day[-1][1] if history.backups_by_day else 0}, "
+                        f"{history.backup_bytes_held:,} bytes on disk."))
+    quarters = history.by_quarter()
+    if quarters:
+        blocks.append(("table", ["quarter", "erased (GDPR/CCPA requests)", "other deletions", "restored", "purged"],
+                       quarters))
+    blocks += [("chart", CHARTS[name], path) for name, path in s.get("charts", {}).items()]
     return blocks
 
 
@@ -144,6 +168,8 @@ def _markdown(s: dict[str, Any]) -> str:
             _, header, rows = block
             lines += ["| " + " | ".join(map(_md_cell, header)) + " |", "|" + "---|" * len(header)]
             lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in rows]
+        elif block[0] == "chart":
+            lines.append(f"![{block[1]}]({block[2].name})")
         else:
             lines.append({"h1": "# ", "h2": "## ", "p": ""}[block[0]] + block[1])
         lines.append("")
@@ -160,12 +186,15 @@ def _html(s: dict[str, Any]) -> str:
                 cls = ' class="failed"' if "FAILED" in row else ""
                 parts.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>")
             parts.append("</table>")
+        elif block[0] == "chart":
+            parts.append(f'<figure aria-label="{html.escape(block[1])}">{inline_svg(block[2])}</figure>')
         elif block[1].startswith("Great Expectations Data Docs: "):
             target = html.escape(block[1].split(": ", 1)[1])
             parts.append(f'<p><a href="file://{target}">Great Expectations Data Docs</a> ({target})</p>')
         else:
             parts.append(f"<{block[0]}>{html.escape(block[1])}</{block[0]}>")
     style = ("body{font-family:sans-serif;max-width:75em;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left}tr.failed{color:#b00}")
+             "td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left}tr.failed{color:#b00}"
+             "figure{margin:1em 0}figure svg{max-width:100%;height:auto}")
     return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>Compliance report {s['run_id']}</title>"
             f"<style>{style}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")

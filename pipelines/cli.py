@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 import warnings
@@ -83,10 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="one contact's state")
     _common(show)
     show.add_argument("contact_id")
-    ui = commands.add_parser("ui", help="start the Dagster UI on this home")
+    ui = commands.add_parser("ui", help="serve the Dagster UI and daemon on this home (stopped together)")
     _common(ui)
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
+    only = ui.add_mutually_exclusive_group()
+    only.add_argument("--webserver-only", action="store_true", help="the UI without the daemon")
+    only.add_argument("--daemon-only", action="store_true", help="the daemon (schedule, sensor) without the UI")
+    metrics = commands.add_parser("metrics", help="the CCPA regs 7102(a) request metrics of a calendar year")
+    _common(metrics)
+    metrics.add_argument("--year", type=int, required=True, help="the calendar year, e.g. 2026")
     return parser
 
 
@@ -429,23 +434,31 @@ def cmd_audit(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
 def cmd_ui(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     _require_home(home)
     from pipelines.runner import instance_for
+    from pipelines.serve import supervise
 
     instance_for(home).dispose()
-    env = {**os.environ, "DAGSTER_HOME": str(home.dagster_home), "RETENTION_HOME": str(home.root)}
-    # `dagster dev` runs the webserver and the daemon, which runs the daily schedule and the request sensor.
-    command = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions",
-               "-h", args.host, "-p", str(args.port)]
-    print(f"Dagster UI for {home.root} on http://{args.host}:{args.port}, with the daemon for the schedule and "
-          "the request sensor (Ctrl-C stops both)", file=sys.stderr)
-    try:
-        return subprocess.call(command, env=env)
-    except KeyboardInterrupt:
-        return EXIT_OK
+    what = ("the daemon (schedule and request sensor)" if args.daemon_only else
+            f"the Dagster UI on http://{args.host}:{args.port}" if args.webserver_only else
+            f"the Dagster UI on http://{args.host}:{args.port} with the daemon (schedule and request sensor)")
+    print(f"retention ui: {what} for {home.root}; SIGTERM or Ctrl-C stops everything", file=sys.stderr, flush=True)
+    return supervise(home, host=args.host, port=args.port, webserver=not args.daemon_only,
+                     daemon=not args.webserver_only)
+
+
+def cmd_metrics(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
+    _require_home(home)
+    from compliance.metrics import request_metrics, metrics_lines
+
+    with Store(home).connect(read_only=True) as con:
+        metrics = request_metrics(con, year=args.year)
+    _emit(args, metrics, "\n".join(metrics_lines(metrics)))
+    return EXIT_OK
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Home, datetime], int]] = {
     "init": cmd_init, "demo": cmd_demo, "run": cmd_run, "plan": cmd_plan, "delete": cmd_delete, "restore": cmd_restore,
     "status": cmd_status, "requests": cmd_requests, "show": cmd_show, "audit": cmd_audit, "ui": cmd_ui,
+    "metrics": cmd_metrics,
 }
 
 if __name__ == "__main__":

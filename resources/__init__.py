@@ -5,7 +5,6 @@ It lives below the assets, the sensor and the jobs, which all import it; it impo
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -64,12 +63,10 @@ class RetentionResource(dg.ConfigurableResource):
         return compact_store(Store(self.paths, memory_limit=self.settings().memory_limit))
 
     def progress(self, context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> Callable[[str], None]:
-        """A progress callback: to the run's log, and to the terminal when the command line asked for it."""
-        def report(message: str) -> None:
-            context.log.info(message)
-            if self.echo_progress:
-                print(f"  {message}", file=sys.stderr, flush=True)
-        return report
+        """A progress callback: to the run's log, and to the terminal (counts and rates) when the command line asked."""
+        from compliance.progress import StepProgress
+
+        return StepProgress(context.log.info, echo=self.echo_progress)
 
     def run_context(self, context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> RunContext:
         """What the domain's steps need from this run: the store, the home, settings, clock, run id, progress."""

@@ -13,6 +13,7 @@ from compliance.deletion.planning import OUTCOMES, PlanSource
 from compliance.deletion.recording import record_deletion, settle_request
 from compliance.deletion.suppression import suppress_erased
 from compliance.keys import KeyedHasher
+from compliance.progress import count
 from compliance.schema import BY_NAME
 from compliance.settings import Settings
 from compliance.store import transaction
@@ -70,6 +71,7 @@ def apply_deletions(con: duckdb.DuckDBPyConnection, *, hasher: KeyedHasher, sett
             source.bulk_action_id, source.source, status.value, {o: final.get(o, 0) for o in OUTCOMES},
             backup_path if status == BulkActionStatus.COMPLETED and final.get(Outcome.DELETED) else None,
             source.rejection or backup_error))
+        count(progress, "apply", final.get(Outcome.DELETED, 0), "contacts")
     return applied
 
 

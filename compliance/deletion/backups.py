@@ -5,18 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import duckdb
 
 from compliance.backup import BackupError, BackupManifest, remove_orphans, verify_backup, write_backup
 from compliance.home import Home
+from compliance.progress import Progress, count
 from compliance.schema import ASSOCIATED, MEMBERSHIPS
 from compliance.settings import Settings
 from compliance.sql import table_exists
 from compliance.vocabulary import Outcome
 
-Progress = Callable[[str], None]
+
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,7 @@ def back_up(con: duckdb.DuckDBPyConnection, home: Home, settings: Settings, *,
         finally:
             con.execute("DROP TABLE IF EXISTS backup_planned")
         results[bulk_action_id] = manifest
+        count(progress, "backup", manifest.total_rows)
         con.execute("UPDATE plan_sources SET backup_path = ?, backup_sha256 = ?, backup_written_at = ?,"
                     " backup_verified_at = ?, backup_rows = ? WHERE bulk_action_id = ?",
                     [str(folder), manifest.manifest_sha256, written_at, datetime.now(timezone.utc),

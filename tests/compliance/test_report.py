@@ -149,7 +149,8 @@ def test_the_html_is_a_well_formed_page_that_escapes_what_came_from_files(report
 
     assert page.startswith("<!doctype html>") and '<meta charset="utf-8">' in page
     assert parser.errors == [] and parser.stack == []
-    assert parser.seen.count("table") == 6 and "th" in parser.seen and "td" in parser.seen
+    assert page.split("<h2>Request metrics")[0].count("<table>") == 6 and "th" in parser.seen and "td" in parser.seen
+    assert parser.seen.count("table") == page.count("<table>") and parser.seen.count("svg") == 6
     assert "b" not in parser.seen, "a file name's <b> became markup"
     assert "gdpr&lt;b&gt;-c4.json" in page and ODD_REQUEST not in page
     docs = home.reports_dir / "data_docs" / "index.html"

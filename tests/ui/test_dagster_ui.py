@@ -78,25 +78,31 @@ class Ui:
         return document["data"]
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """End the whole process group: `dagster dev` runs the webserver, the daemon and code servers as children."""
-    def alive() -> bool:
-        process.poll()
+def _session_alive(session_id: int) -> list[int]:
+    """The live processes of the UI's session: the supervisor, the webserver, the daemon and their code servers."""
+    pids = []
+    for entry in Path("/proc").iterdir():
         try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
+            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split() if stat else []
+        if fields and fields[0] != "Z" and int(fields[3]) == session_id:
+            pids.append(int(entry.name))
+    return pids
 
-    if not alive():
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    while alive() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if alive():
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=10)
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop `retention ui` as a service manager does (SIGTERM); kill whatever of its session is left after 10 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    for pid in _session_alive(process.pid):
+        os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
