@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -33,6 +33,25 @@ class Deadlines(_Strict):
     internal_days: int | None = Field(None, ge=0)
 
 
+class Crm(_Strict):
+    """The CRM connector (`crm:`): off unless `kind` is set; the token comes from the `token_env` variable only."""
+
+    kind: Literal["highlevel"] | None = None
+    base_url: str = "https://services.leadconnectorhq.com"
+    token_env: str = Field("HIGHLEVEL_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    location_ids: tuple[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")], ...] = ()
+    push: Literal["off", "dry_run", "on"] = "off"
+    requests_per_10s: int = Field(100, ge=1)
+    max_retries: int = Field(5, ge=0)
+    page_size: int = Field(100, ge=1, le=100)
+
+    @field_validator("push", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: Any) -> Any:
+        # YAML reads a bare `off`/`on` as a boolean.
+        return {False: "off", True: "on"}.get(value, value) if isinstance(value, bool) else value
+
+
 class Settings(_Strict):
     restore_window_days: int = Field(60, ge=0)
     # Defaults to the restore window: a backup must outlive every contact it can still restore.
@@ -44,6 +63,7 @@ class Settings(_Strict):
     deadlines: Deadlines = Deadlines()
     # Read when the Dagster definitions load: a change takes effect when `retention ui` restarts.
     request_sensor_interval_seconds: int = Field(30, ge=1)
+    crm: Crm = Crm()
 
     @model_validator(mode="before")
     @classmethod

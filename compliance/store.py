@@ -80,6 +80,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE manual_selections (token VARCHAR PRIMARY KEY, contact_ids VARCHAR[] NOT NULL,"
         " created_at TIMESTAMPTZ NOT NULL)",
     ),
+    (
+        # Deletes owed to the CRM, one row per deleted contact and bulk action: a row is written before its DELETE
+        # is sent and settled after, so a killed push resends only what it had not settled (a 404 is a success).
+        "CREATE TABLE crm_outbox (contact_id VARCHAR NOT NULL, location_id VARCHAR, bulk_action_id VARCHAR NOT NULL,"
+        " state VARCHAR NOT NULL, http_status INTEGER, attempts INTEGER NOT NULL DEFAULT 0,"
+        " updated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (contact_id, bulk_action_id))",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
