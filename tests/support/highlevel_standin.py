@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlparse
@@ -72,7 +73,6 @@ class StandIn:
 
 
 def _millis(contact: dict[str, Any]) -> int:
-    from datetime import datetime
     return int(datetime.fromisoformat(contact["dateAdded"].replace("Z", "+00:00")).timestamp() * 1000)
 
 
