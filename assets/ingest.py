@@ -6,7 +6,8 @@ from compliance import steps
 from resources import RetentionResource
 
 
-@dg.asset(group_name="ingest", kinds={"duckdb"})
+# The key, not the asset: assets.crm imports the deletion assets, which import this module.
+@dg.asset(group_name="ingest", kinds={"duckdb"}, deps=["crm_pull"])
 def crm_snapshots(context: dg.AssetExecutionContext, retention: RetentionResource) -> dg.MaterializeResult:
     """The CRM snapshots dropped in inbox/snapshots, loaded into the store in name order, each once."""
     result = steps.ingest(retention.run_context(context))

@@ -22,6 +22,7 @@ from compliance.store import Store
 
 # Job step (asset or check) -> the benchmark step that does its work directly.
 MIRRORED = {
+    "crm_pull": "CRM pull (off)",
     "crm_snapshots": "ingest",
     "request_intake": "intake",
     "rule_matches": "rule matches",
@@ -29,6 +30,7 @@ MIRRORED = {
     "contact_backups": "backup",
     "contact_backups_planned_backups_verify": "backup verify (blocking check)",
     "applied_deletions": "apply (cascade)",
+    "crm_push": "CRM push (off)",
     "applied_restores": "restores (none due)",
     "purged_contacts": "purge (none due)",
     "retention_invariants": "invariants + Data Docs",

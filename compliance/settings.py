@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -34,6 +34,25 @@ class Deadlines(_Strict):
     internal_days: int | None = Field(None, ge=0)
 
 
+class Crm(_Strict):
+    """The CRM connector (`crm:`): off unless `kind` is set; the token comes from the `token_env` variable only."""
+
+    kind: Literal["highlevel"] | None = None
+    base_url: str = "https://services.leadconnectorhq.com"
+    token_env: str = Field("HIGHLEVEL_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    location_ids: tuple[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")], ...] = ()
+    push: Literal["off", "dry_run", "on"] = "off"
+    requests_per_10s: int = Field(100, ge=1)
+    max_retries: int = Field(5, ge=0)
+    page_size: int = Field(100, ge=1, le=100)
+
+    @field_validator("push", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: Any) -> Any:
+        # YAML reads a bare `off`/`on` as a boolean.
+        return {False: "off", True: "on"}.get(value, value) if isinstance(value, bool) else value
+
+
 class Settings(_Strict):
     restore_window_days: int = Field(60, ge=0)
     # Defaults to the restore window: a backup must outlive every contact it can still restore.
@@ -47,6 +66,7 @@ class Settings(_Strict):
     request_sensor_interval_seconds: int = Field(30, ge=1)
     # The country of phone numbers written without one (such as `(555) 010-9999`), in snapshots and requests.
     default_region: str = DEFAULT_REGION
+    crm: Crm = Crm()
 
     @model_validator(mode="before")
     @classmethod

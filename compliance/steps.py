@@ -21,6 +21,9 @@ from compliance.backup import BackupManifest
 from compliance.deletion import (AppliedAction, ManualSelection, Plan, apply_deletions, back_up, build_plan,
                                  planned_backups)
 from compliance.deletion import verify_planned_backups as deletion_backups_problems
+from compliance.crm.client import open_client
+from compliance.crm.pull import PullResult, pull_snapshot
+from compliance.crm.push import PushResult, push_deletions
 from compliance.home import Home
 from compliance.ingest import IngestResult, ingest_snapshots
 from compliance.intake import IntakeResult, prune_request_records, settle_request_files, take_requests
@@ -92,6 +95,16 @@ def step(job_step: str) -> Callable[[Callable[[RunContext], Any]], Callable[[Run
         DAILY_RUN.append(Step(job_step, function))
         return function
     return register
+
+
+@step("crm_pull")
+def pull(ctx: RunContext, *, with_associated: bool = False) -> PullResult | None:
+    """Pull a new snapshot from the CRM's API into inbox/snapshots when `crm.kind` is set (None when it is not)."""
+    crm = ctx.settings.crm
+    if crm.kind is None:
+        return None
+    with open_client(crm) as client:
+        return pull_snapshot(client, ctx.home, crm, as_of=ctx.as_of, with_associated=with_associated)
 
 
 @step("crm_snapshots")
@@ -206,6 +219,13 @@ def apply_planned_deletions(ctx: RunContext) -> Applied:
     actions: list[AppliedAction] = apply_deletions(ctx.con, hasher=ctx.hasher, settings=ctx.settings,
                                                    as_of=ctx.as_of, run_id=ctx.run_id, progress=ctx.progress)
     return Applied(actions, finish_bulk_actions(ctx, PLAN_TABLES))
+
+
+@step("crm_push")
+def push(ctx: RunContext) -> PushResult:
+    """Send each contact the store deleted (backup verified, delete committed) to the CRM's delete, once."""
+    return push_deletions(ctx.con, ctx.settings.crm, lambda: open_client(ctx.settings.crm), as_of=ctx.as_of,
+                          progress=ctx.progress)
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         " UNION ALL SELECT contact_id, 'email', unnest(additional_email_keys), false FROM contacts"
         " UNION ALL SELECT contact_id, 'phone', unnest(additional_phone_keys), false FROM contacts",
     )),
+    Migration("crm_outbox", (
+        # Deletes owed to the CRM, one row per deleted contact and bulk action: a row is written before its DELETE
+        # is sent and settled after, so a killed push resends only what it had not settled (a 404 is a success).
+        "CREATE TABLE crm_outbox (contact_id VARCHAR NOT NULL, location_id VARCHAR, bulk_action_id VARCHAR NOT NULL,"
+        " state VARCHAR NOT NULL, http_status INTEGER, attempts INTEGER NOT NULL DEFAULT 0,"
+        " updated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (contact_id, bulk_action_id))",
+    )),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

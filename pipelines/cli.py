@@ -9,13 +9,17 @@ import os
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from compliance.audit_anchor import AuditLogBroken, anchored_log
 from compliance.clock import parse_as_of
 from compliance.contacts import show_contact
+from compliance.crm.client import CrmError, open_client
+from compliance.crm.pull import pull_snapshot
+from compliance.crm.push import crm_outcomes
 from compliance.errors import InputError
 from compliance.home import Home
 from compliance.intake import CONFIRMATION_WORD, extend_request
@@ -82,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="one contact's state")
     _common(show)
     show.add_argument("contact_id")
+    pull = commands.add_parser("pull", help="pull a snapshot from the CRM's API (settings: crm) into inbox/snapshots")
+    _common(pull)
+    pull.add_argument("--with-associated", action="store_true",
+                      help="also pull each contact's notes, tasks and conversations (one request each)")
     ui = commands.add_parser("ui", help="serve the Dagster UI and daemon on this home (stopped together)")
     _common(ui)
     ui.add_argument("--host", default="127.0.0.1")
@@ -371,8 +379,14 @@ def cmd_status(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
         if not actions:
             raise InputError(f"no bulk action {args.bulk_action_id} (see `retention status`)")
         action = actions[0]
+        with Store(home).connect(read_only=True) as con:
+            crm = crm_outcomes(con, args.bulk_action_id)
+        for item in action["items"]:
+            if item["contact_id"] in crm:
+                item["crm"] = crm[item["contact_id"]]
         lines = [_action_line(action)] + [
             f"  {item['contact_id'] or '-'}  {item['outcome']}" + (f"  ({item['reason']})" if item["reason"] else "")
+            + (f"  CRM: {item['crm']}" if "crm" in item else "")
             for item in action["items"]]
         _emit(args, action, "\n".join(lines))
         return EXIT_OK
@@ -431,6 +445,40 @@ def cmd_audit(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     return EXIT_OK if verification.ok else EXIT_REFUSED
 
 
+def cmd_pull(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
+    _require_home(home)
+    crm = load_settings(home.settings_file).crm
+    if crm.kind is None:
+        raise InputError(f"{home.settings_file}: crm.kind is not set (see README, \"Connecting HighLevel\")")
+    if not crm.location_ids:
+        raise InputError(f"{home.settings_file}: crm.location_ids: name at least one location to pull")
+    with open_client(crm) as client, _pull_progress(args) as progress:
+        try:
+            result = pull_snapshot(client, home, crm, as_of=as_of, with_associated=args.with_associated,
+                                   progress=progress)
+        except CrmError as exc:
+            print(f"retention: pull failed: {exc} (no snapshot was written)", file=sys.stderr)
+            return EXIT_REFUSED
+    _emit(args, {"snapshot_id": result.snapshot_id, "folder": str(result.folder), "pages": result.pages,
+                 "records": result.records},
+          f"pulled snapshot {result.snapshot_id} into {result.folder}: "
+          + ", ".join(f"{n:,} {name}" for name, n in result.records.items())
+          + f"\n  then: retention run --home {home.root}")
+    return EXIT_OK
+
+
+@contextmanager
+def _pull_progress(args: argparse.Namespace) -> Iterator[Callable[[int, int], None] | None]:
+    if args.json or not args.with_associated:
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("notes, tasks and conversations", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
 def cmd_ui(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     _require_home(home)
     from pipelines.runner import instance_for
@@ -459,6 +507,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Home, datetime], int]] = {
     "init": cmd_init, "demo": cmd_demo, "run": cmd_run, "plan": cmd_plan, "delete": cmd_delete, "restore": cmd_restore,
     "status": cmd_status, "requests": cmd_requests, "show": cmd_show, "audit": cmd_audit, "ui": cmd_ui,
     "metrics": cmd_metrics,
+    "pull": cmd_pull,
 }
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets import deletion, ingest, proof, restore
+from assets import crm, deletion, ingest, proof, restore
 from pipelines.jobs import (compliance_job, daily_compliance_schedule, manual_delete_job,
                            manual_restore_job, request_job)
 from resources import RetentionResource
@@ -14,7 +14,7 @@ retention = RetentionResource()
 request_drop_sensor = build_request_drop_sensor(sensor_interval_seconds(retention.paths))
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingest, deletion, restore, proof]),
+    assets=dg.load_assets_from_modules([crm, ingest, deletion, restore, proof]),
     asset_checks=dg.load_asset_checks_from_modules([proof]),
     jobs=[compliance_job, manual_delete_job, manual_restore_job, request_job],
     schedules=[daily_compliance_schedule],
