@@ -122,6 +122,11 @@ def _spoken(phone: str) -> str:
 
 
 def _child(args: argparse.Namespace) -> None:
+    """The per-contact worker process (one subject per call, as DSR tools traverse).
+
+    Long because it is a self-contained script run in a child process: its imports, setup and loop stay together so
+    that nothing of the parent's state is measured with it.
+    """
     import time
 
     import duckdb

@@ -129,6 +129,9 @@ def run_per_contact(store_file: Path, out_dir: Path, source: Source, *, as_of: d
                     sample: int) -> PerContactResult:
     """One subject at a time over an evenly spaced sample of the cohort, on a copy of the store.
 
+    Long on purpose: it is the per-contact reference, written as a DSR tool would traverse one subject, and its
+    statements are kept in one place so that the baseline reads as the procedure it stands for.
+
     The rule's matches are found with one SELECT (a per-contact tool still finds its work list set-based);
     the tagged contacts then become subjects by contact_id, next to the request's subjects.
 

@@ -155,6 +155,12 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace, command: str, work: Path, rec: Recorder, warnings: list[str]) -> dict[str, Any]:
+    """The benchmark's phases in order: the daily run, the references, restore and purge, Dagster, the figures.
+
+    One long function because the phases share the measured values the figures are computed from (about thirty);
+    it is a script, timed from the outside, whose order is the story RESULTS.md tells. Split it into phase
+    functions returning a small record each when a phase is added.
+    """
     machine_info, code = machine(), _code_version()
     # Imports paid once per process, outside every measured step.
     started = time.perf_counter()

@@ -8,9 +8,11 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Iterator, Protocol
+
+from compliance.clock import utc_iso
 
 GENESIS = "0" * 64
 KEYS = frozenset({"seq", "at", "event", "fields", "prev", "hash"})
@@ -111,7 +113,7 @@ class AuditLog:
                 self._check_anchor(last)
             entry = {
                 "seq": last["seq"] + 1 if last else 1,
-                "at": _utc_iso(at),
+                "at": utc_iso(at),
                 "event": event,
                 "fields": fields,
                 "prev": last["hash"] if last else GENESIS,
@@ -234,16 +236,10 @@ def _entries(anchored: tuple[int, str] | None) -> int | None:
     return anchored[0] if anchored is not None else None
 
 
-def _utc_iso(value: datetime) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
 def _clean(value: Any, where: str) -> Any:
     """The value as plain JSON data, refusing anything that looks like an email or phone, keys included."""
     if isinstance(value, datetime):
-        return _utc_iso(value)
+        return utc_iso(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Path):

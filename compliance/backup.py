@@ -9,11 +9,15 @@ import re
 import secrets
 import shutil
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import duckdb
+
+from compliance.clock import utc_iso
+from compliance.errors import first_line
+from compliance.files import fsync_path
 
 MANIFEST = "manifest.json"
 FORMATS = ("csv", "parquet")
@@ -116,18 +120,18 @@ def write_backup(con: duckdb.DuckDBPyConnection, *, folder: Path, bulk_action_id
         current = MANIFEST
         contacts = next(item.rows for item in files if item.table == "contacts")
         manifest_sha256 = _write_manifest(partial, bulk_action_id, written_at, contacts, files)
-        _fsync_dir(partial)
+        fsync_path(partial)
         manifest = verify_backup(partial, manifest_sha256)
         if folder.exists():
             raise BackupError(f"backup {folder}: already exists; a backup is never overwritten")
         os.rename(partial, folder)
-        _fsync_dir(folder.parent)
+        fsync_path(folder.parent)
     except BaseException as exc:
         shutil.rmtree(partial, ignore_errors=True)
         if isinstance(exc, BackupError):
             raise
         if isinstance(exc, (duckdb.Error, OSError)):
-            raise BackupError(f"backup {partial}: {current}: {_first_line(exc)}") from exc
+            raise BackupError(f"backup {partial}: {current}: {first_line(exc)}") from exc
         raise
     finally:
         try:
@@ -171,7 +175,7 @@ def verify_backup(folder: Path, manifest_sha256: str | None = None) -> BackupMan
             try:
                 rows = _count_rows(con, path, item.format)
             except duckdb.Error as exc:
-                raise BackupError(f"backup {folder}: {item.file} cannot be read: {_first_line(exc)}") from None
+                raise BackupError(f"backup {folder}: {item.file} cannot be read: {first_line(exc)}") from None
             if rows != item.rows:
                 raise BackupError(f"backup {folder}: {item.file} holds {rows} rows, manifest says {item.rows}")
     return manifest
@@ -282,17 +286,11 @@ def _sha256(path: Path, sync: bool = False) -> str:
     return digest.hexdigest()
 
 
-def _utc_iso(value: datetime) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat()
-
-
 def _write_manifest(folder: Path, bulk_action_id: str, written_at: datetime, contacts: int,
                     files: list[BackupFile]) -> str:
     document = {
         "bulk_action_id": bulk_action_id,
-        "written_at": _utc_iso(written_at),
+        "written_at": utc_iso(written_at, zulu=False),
         "contacts": contacts,
         "files": [{"table": f.table, "format": f.format, "file": f.file, "rows": f.rows, "sha256": f.sha256}
                   for f in files],
@@ -316,20 +314,12 @@ def _read_manifest(folder: Path, manifest_sha256: str) -> BackupManifest:
                                   datetime.fromisoformat(document["written_at"]), int(document["contacts"]),
                                   files, manifest_sha256)
     except (ValueError, KeyError, TypeError) as exc:
-        raise BackupError(f"backup {folder}: {MANIFEST} is malformed: {_first_line(exc)}") from None
+        raise BackupError(f"backup {folder}: {MANIFEST} is malformed: {first_line(exc)}") from None
     for item in files:
         # The manifest names files inside the folder only; anything else is a tampered manifest.
         if Path(item.file).name != item.file or item.file in (".", "..", MANIFEST):
             raise BackupError(f"backup {folder}: {MANIFEST} names {item.file!r}, not a file of this folder")
     return manifest
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove(path: Path) -> None:
@@ -340,8 +330,3 @@ def _remove(path: Path) -> None:
             shutil.rmtree(path)
     except FileNotFoundError:
         pass
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

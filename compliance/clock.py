@@ -26,3 +26,21 @@ def parse_as_of(text: str) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc)
+
+
+def utc_iso(value: datetime | None, *, zulu: bool = True) -> str | None:
+    """The time as ISO 8601 text in UTC, ending in `Z` (or `+00:00` with zulu=False); a naive one is taken as UTC.
+
+    Args:
+        value: the time, or None.
+        zulu: write the zone as `Z` (the JSON outputs) rather than `+00:00` (backup manifests).
+
+    Returns:
+        The text, or None for None.
+    """
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    text = value.astimezone(timezone.utc).isoformat()
+    return text.replace("+00:00", "Z") if zulu else text

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 import duckdb
 
+from compliance.clock import utc_iso
 from compliance.keys import KeyedHasher
 from compliance.schema import ASSOCIATED, MEMBERSHIPS
 from compliance.vocabulary import ContactState
@@ -48,14 +49,10 @@ def show_contact(con: duckdb.DuckDBPyConnection, contact_id: str, *, restore_win
     return {
         "contact_id": contact_id,
         "state": ContactState(state).value,
-        "deleted_at": _iso(deleted_at) if deleted else None,
-        "restorable_until": _iso(deleted_at + timedelta(days=restore_window_days)) if deleted else None,
-        "restored_at": _iso(restored_at),
-        "purged_at": _iso(purged[1]) if purged else None,
+        "deleted_at": utc_iso(deleted_at) if deleted else None,
+        "restorable_until": utc_iso(deleted_at + timedelta(days=restore_window_days)) if deleted else None,
+        "restored_at": utc_iso(restored_at),
+        "purged_at": utc_iso(purged[1]) if purged else None,
         "associated": {spec.name: counts[spec.name] for spec in ASSOCIATED},
         "enrollments": {_ENROLLMENT_NAMES[spec.name]: counts[spec.name] for spec in MEMBERSHIPS},
     }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None

@@ -163,6 +163,10 @@ def _multiplier(n: int, seed: int) -> int:
 
 
 def _setup(con: duckdb.DuckDBPyConnection, n: int, seed: int, as_of: datetime) -> None:
+    """Create the generator's macros and reference tables (names, tags, messages) on the connection.
+
+    Long because it is a list of SQL definitions, each a few lines, that the table generators share.
+    """
     now = int(as_of.timestamp())
     con.execute("SET TimeZone = 'UTC'")
     # Every draw hashes (row, seed, salt), so the same inputs give the same data whatever the thread count.
@@ -253,6 +257,7 @@ def _between(low: str, high: str, draw: str) -> str:
 
 
 def _table_sql(table: str, fmt: str, now: int) -> str:
+    """The SELECT that generates one snapshot table; long because it is one branch of SQL per table."""
     channels, bodies = _list(tuple(c for c, _ in _MESSAGES)), _list(tuple(m for _, m in _MESSAGES))
     if table == "contacts":
         return _contacts_sql(fmt)
@@ -416,6 +421,8 @@ def _spoken_phone(phone: str) -> str:
 
 def write_sample_requests(requests_dir: Path, snapshot_dir: Path, *, as_of: datetime, seed: int = 7) -> list[Path]:
     """Write four sample request files whose subjects are picked from a generated snapshot.
+
+    Long because it spells out the four sample requests, field by field, as a privacy officer would write them.
 
     The files: a GDPR erasure by u-admin-1 (subjects by contact_id, by an upper-cased padded email,
     by a phone typed with punctuation, and an email that matches nobody); a CCPA erasure requested by

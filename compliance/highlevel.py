@@ -18,6 +18,7 @@ from compliance.errors import InputError
 from compliance.schema import BY_NAME, TABLES
 from compliance.snapshot_formats import (SnapshotFormat, Source, empty_source, first_line, native_file, native_source,
                                          register)
+from compliance.sql import sql_string
 
 FOLDER = "highlevel"
 SUFFIXES = (".json", ".jsonl")
@@ -157,10 +158,6 @@ def _relative(folder: Path, path: Path) -> str:
     return str(path.relative_to(folder))
 
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _load(con: duckdb.DuckDBPyConnection, folder: Path, collection: str, files: list[Path], tag: str) -> Source:
     """Read a collection's files into a temporary table with our columns, `_at` (the record's place) and `_extra`.
 
@@ -180,12 +177,12 @@ def _load(con: duckdb.DuckDBPyConnection, folder: Path, collection: str, files: 
     table, fields = COLLECTIONS[collection]
     spec = BY_NAME[table]
     raw, mapped = f"hl_raw_{tag}_{collection}", f"hl_{tag}_{collection}"
-    prefix = _quote(str(folder) + "/")
+    prefix = sql_string(str(folder) + "/")
     pages = [p for p in files if p.suffix == ".json"]
     lines = [p for p in files if p.suffix == ".jsonl"]
     parts = []
     if pages:
-        listed = "[" + ", ".join(_quote(str(p)) for p in pages) + "]"
+        listed = "[" + ", ".join(sql_string(str(p)) for p in pages) + "]"
         _run(con, folder, pages, f"CREATE OR REPLACE TEMP TABLE {raw} AS SELECT filename AS _file, \"{collection}\" "
                                  f"AS records FROM read_json({listed}, columns = {{'{collection}': 'JSON[]'}}, "
                                  f"filename = true, maximum_object_size = 67108864)")
@@ -197,13 +194,13 @@ def _load(con: duckdb.DuckDBPyConnection, folder: Path, collection: str, files: 
         parts.append(f"SELECT _file, unnest(records) AS j, unnest(range(len(records))) AS _idx, "
                      f"'{collection}[' AS _open, ']' AS _close FROM {raw}")
     if lines:
-        listed = "[" + ", ".join(_quote(str(p)) for p in lines) + "]"
+        listed = "[" + ", ".join(sql_string(str(p)) for p in lines) + "]"
         parts.append(f"SELECT filename AS _file, json AS j, row_number() OVER (PARTITION BY filename) AS _idx, "
                      f"'line ' AS _open, '' AS _close FROM read_ndjson_objects({listed}, filename = true)")
     known = sorted({f.source.split(".")[0] for f in fields.values()} | ALSO_READ.get(collection, set()))
     extra = (f"CASE WHEN json_type(j) = 'OBJECT' THEN nullif(CAST(to_json(map_from_entries(list_filter("
              f"map_entries(CAST(j AS MAP(VARCHAR, JSON))), lambda e: NOT list_contains("
-             f"[{', '.join(_quote(k) for k in known)}], e.key)))) AS VARCHAR), '{{}}') END")
+             f"[{', '.join(sql_string(k) for k in known)}], e.key)))) AS VARCHAR), '{{}}') END")
     columns = ", ".join(f"{field.sql} AS {column}" for column, field in fields.items())
     _run(con, folder, files, f"""
         CREATE OR REPLACE TEMP TABLE {mapped} AS
@@ -230,7 +227,7 @@ def _culprit(con: duckdb.DuckDBPyConnection, folder: Path, files: list[Path]) ->
     for path in files:
         reader = "read_ndjson_objects" if path.suffix == ".jsonl" else "read_json_objects"
         try:
-            con.execute(f"SELECT count(*) FROM {reader}({_quote(str(path))})").fetchone()
+            con.execute(f"SELECT count(*) FROM {reader}({sql_string(str(path))})").fetchone()
         except duckdb.Error:
             return _relative(folder, path)
     return f"{FOLDER}/{files[0].parent.name}"

@@ -8,6 +8,7 @@ from typing import Any
 import duckdb
 
 from compliance.audit import AuditLog
+from compliance.clock import utc_iso
 from compliance.vocabulary import (ANSWERED_STATUSES, COUNTED_OUTCOMES, DONE_OUTCOME, FINAL_STATUSES, Deadline,
                                    RequestStatus, values)
 
@@ -22,7 +23,7 @@ DEADLINE_FLAGS = values(Deadline.OVERDUE, Deadline.DUE_SOON)
 
 
 def _iso(value: Any) -> Any:
-    return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
+    return utc_iso(value) if isinstance(value, datetime) else value
 
 
 def _action_document(row: tuple, iso: bool = True) -> dict[str, Any]:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Callable, ClassVar
 
+import duckdb
+
 from compliance.errors import InputError
+from compliance.sql import sql_string
+
+# The run's clock reaches trigger SQL as a session variable, set through a query parameter: never pasted as text.
+CLOCK_VARIABLE = "retention_as_of"
 
 TRIGGERS: dict[str, type["Trigger"]] = {}
 
@@ -19,10 +25,6 @@ def register(name: str) -> Callable[[type["Trigger"]], type["Trigger"]]:
     return add
 
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 class Trigger:
     """A condition over contacts (alias `c`); `value` is what the rule or command line gave."""
 
@@ -34,7 +36,8 @@ class Trigger:
     def validate(self, value: Any) -> Any:
         return value
 
-    def sql(self, as_of: datetime) -> str:
+    def sql(self) -> str:
+        """The condition as SQL over contacts `c`; the run's clock is `getvariable('retention_as_of')`."""
         raise NotImplementedError
 
 
@@ -50,8 +53,8 @@ class TagsAny(Trigger):
             raise ValueError("tags_any takes a non-empty list of tag names")
         return tuple(v.strip().lower() for v in value)
 
-    def sql(self, as_of: datetime) -> str:
-        tags = ", ".join(_quote(tag) for tag in self.value)
+    def sql(self) -> str:
+        tags = ", ".join(sql_string(tag) for tag in self.value)
         return f"list_has_any(list_transform(coalesce(c.tags, []), lambda t: lower(t)), [{tags}])"
 
 
@@ -64,9 +67,9 @@ class InactiveDays(Trigger):
             raise ValueError("inactive_days takes a whole number of days, 0 or more")
         return value
 
-    def sql(self, as_of: datetime) -> str:
+    def sql(self) -> str:
         return (f"coalesce(c.last_activity_at, c.created_at) <= "
-                f"TIMESTAMPTZ '{as_of.isoformat()}' - INTERVAL {self.value} DAY")
+                f"getvariable('{CLOCK_VARIABLE}') - to_days(CAST({int(self.value)} AS INTEGER))")
 
 
 @register("dnd")
@@ -78,7 +81,7 @@ class DoNotDisturb(Trigger):
             raise ValueError("dnd takes true or false")
         return value
 
-    def sql(self, as_of: datetime) -> str:
+    def sql(self) -> str:
         return f"coalesce(c.dnd, false) = {str(self.value).lower()}"
 
 
@@ -91,8 +94,8 @@ class Location(Trigger):
             raise ValueError("location takes a location id")
         return value.strip()
 
-    def sql(self, as_of: datetime) -> str:
-        return f"c.location_id = {_quote(self.value)}"
+    def sql(self) -> str:
+        return f"c.location_id = {sql_string(self.value)}"
 
 
 def build_triggers(spec: dict[str, Any]) -> list[Trigger]:
@@ -115,11 +118,19 @@ def build_triggers(spec: dict[str, Any]) -> list[Trigger]:
     return triggers
 
 
-def predicate(spec: dict[str, Any], as_of: datetime) -> str:
-    """One SQL predicate over contacts `c` for all of the triggers (TRUE for none: a select-all)."""
+def predicate(spec: dict[str, Any]) -> str:
+    """One SQL predicate over contacts `c` for all of the triggers (TRUE for none: a select-all).
+
+    Run it on a connection whose clock was set with `bind_clock`.
+    """
     try:
         triggers = build_triggers(spec)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    return " AND ".join(f"({t.sql(as_of)})" for t in triggers) or "TRUE"
+    return " AND ".join(f"({t.sql()})" for t in triggers) or "TRUE"
+
+
+def bind_clock(con: duckdb.DuckDBPyConnection, as_of: datetime) -> None:
+    """Set the run's clock that trigger predicates read on this connection."""
+    con.execute(f"SET VARIABLE {CLOCK_VARIABLE} = CAST(? AS TIMESTAMPTZ)", [as_of])
 

@@ -12,7 +12,7 @@ from typing import Callable, ClassVar
 
 import duckdb
 
-from compliance.errors import InputError
+from compliance.errors import InputError, first_line
 from compliance.schema import TABLES, TableSpec
 
 FILE_SUFFIXES = ("csv", "parquet")
@@ -156,8 +156,3 @@ class Native(SnapshotFormat):
                                  f"{spec.name}.parquet")
             sources.append(native_source(con, folder, spec, path))
         return sources
-
-
-def first_line(exc: Exception) -> str:
-    """The first line of an exception's message (DuckDB's are long)."""
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

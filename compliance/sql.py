@@ -77,3 +77,8 @@ def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     """Whether the store has a (base, not temporary) table of that name, e.g. a plan's working table."""
     return con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_type = "
                        "'BASE TABLE'", [name]).fetchone()[0] > 0
+
+
+def sql_string(text: str) -> str:
+    """A SQL string literal of the text: DuckDB's standard strings have no escapes but the doubled quote."""
+    return "'" + text.replace("'", "''") + "'"

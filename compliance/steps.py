@@ -33,7 +33,7 @@ from compliance.purge import PLAN_TABLES, RESTORE_PLAN_TABLES, PurgeResult, forg
 from compliance.records import audit_new_records
 from compliance.report import Report, load_invariants, run_folder, save_invariants, write_report
 from compliance.restore import ManualRestore, RestoreAction, apply_restores, plan_restores
-from compliance.rules import predicate
+from compliance.rules import bind_clock, predicate
 from compliance.selections import drop_abandoned_selections
 from compliance.settings import Rules, Settings, load_rules
 
@@ -138,11 +138,12 @@ def count_rule_matches(ctx: RunContext) -> dict[str, int]:
         One count per rule of rules.yaml, draft rules included (they only preview).
     """
     matches = {}
+    bind_clock(ctx.con, ctx.as_of)
     for rule in ctx.rules().rules:
         matches[f"{rule.name} ({rule.status})"] = ctx.con.execute(
             "SELECT count(*) FROM contacts c WHERE c.contact_id NOT IN "
             "(SELECT contact_id FROM contact_lifecycle WHERE state = 'deleted') AND "
-            f"{predicate(rule.trigger, ctx.as_of)}").fetchone()[0]
+            f"{predicate(rule.trigger)}").fetchone()[0]
     return matches
 
 
@@ -153,7 +154,8 @@ def finish_bulk_actions(ctx: RunContext, plan_tables: tuple[str, ...]) -> int:
         The number of audit entries written.
     """
     settle_request_files(ctx.con, ctx.home)
-    forget_plans(ctx.con, plan_tables)
+    if plan_tables:
+        forget_plans(ctx.con, plan_tables)
     return audit_new_records(ctx.con, ctx.audit_log, at=ctx.as_of)
 
 
@@ -177,15 +179,17 @@ def restore(ctx: RunContext, *, automatic_sources: bool = True, manual: ManualRe
 
 
 @step("deletion_plan")
-def plan_deletions(ctx: RunContext, *, automatic_sources: bool = True,
-                   manual: ManualSelection | None = None) -> Plan:
+def plan_deletions(ctx: RunContext, *, automatic_sources: bool = True, manual: ManualSelection | None = None,
+                   rules: Rules | None = None) -> Plan:
     """One outcome per source and contact; a manual bulk delete takes no request or rule (automatic_sources off).
 
-    A run that deletes first checks the audit log: no deletion may happen that cannot be audited.
+    A run that deletes first checks the audit log: no deletion may happen that cannot be audited. `rules` replaces
+    rules.yaml (tests and previews).
     """
     verify_before_writing(ctx.con, ctx.home)
-    return build_plan(ctx.con, hasher=ctx.hasher, settings=ctx.settings,
-                      rules=ctx.rules() if automatic_sources else Rules(), as_of=ctx.as_of,
+    if rules is None:
+        rules = ctx.rules() if automatic_sources else Rules()
+    return build_plan(ctx.con, hasher=ctx.hasher, settings=ctx.settings, rules=rules, as_of=ctx.as_of,
                       include_requests=automatic_sources, manual=manual)
 
 
@@ -214,11 +218,11 @@ def verify_planned_backups(ctx: RunContext) -> BackupVerification:
 
 
 @step("applied_deletions")
-def apply_planned_deletions(ctx: RunContext) -> Applied:
-    """Apply the planned deletions with their cascades, then settle, forget the plan and audit."""
+def apply_planned_deletions(ctx: RunContext, *, forget_plan: bool = True) -> Applied:
+    """Apply the planned deletions with their cascades, then settle, forget the plan (unless told not to) and audit."""
     actions: list[AppliedAction] = apply_deletions(ctx.con, hasher=ctx.hasher, settings=ctx.settings,
                                                    as_of=ctx.as_of, run_id=ctx.run_id, progress=ctx.progress)
-    return Applied(actions, finish_bulk_actions(ctx, PLAN_TABLES))
+    return Applied(actions, finish_bulk_actions(ctx, PLAN_TABLES if forget_plan else ()))
 
 
 @step("crm_push")

@@ -5,24 +5,20 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import write_snapshot
+from support.cli import run_retention
+from support.crm import write_snapshot
 
-RETENTION = Path(sys.executable).with_name("retention")
 T, T_30, T_61 = "2026-01-01T12:00:00Z", "2026-01-31T12:00:00Z", "2026-03-03T12:00:00Z"
 EMAIL, PHONE_DIGITS, PHONE_AS_WRITTEN = "cy@example.org", "442079460004", "+44 20 7946 0004"
 NEEDLES = (EMAIL.encode(), PHONE_DIGITS.encode(), PHONE_AS_WRITTEN.encode())
 
 
 def retention(*args: str, home: Path) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("RETENTION_HOME", "DAGSTER_HOME", "RETENTION_DEBUG")}
-    result = subprocess.run([str(RETENTION), *args, "--home", str(home)], cwd=home.parent, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = run_retention(*args, home=home, timeout=300)
     assert result.returncode == 0, f"retention {' '.join(args)}: {result.stdout}{result.stderr}"
     return result
 

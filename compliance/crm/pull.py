@@ -17,6 +17,7 @@ from typing import Any, Callable
 from urllib.parse import quote
 
 from compliance.crm.client import HighLevelClient
+from compliance.files import fsync_path, fsync_tree
 from compliance.home import Home
 from compliance.settings import Crm
 
@@ -80,9 +81,9 @@ def pull_snapshot(client: HighLevelClient, home: Home, crm: Crm, *, as_of: datet
                                                                    params={"locationId": location_id}))
         if with_associated:
             _pull_associated(client, contacts, writer, progress)
-        _fsync_tree(partial)
+        fsync_tree(partial)
         os.rename(partial, final)
-        _fsync(inbox)
+        fsync_path(inbox)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -139,17 +140,3 @@ def _pull_associated(client: HighLevelClient, contacts: list[tuple[str, str]], w
 def _file_name(contact_id: str, number: int) -> str:
     # Contact ids come from the API; a file name is built from them only when they are plain.
     return contact_id if contact_id.replace("-", "").replace("_", "").isalnum() else f"contact-{number:07d}"
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(root: Path) -> None:
-    for path in sorted(root.rglob("*"), reverse=True):
-        _fsync(path)
-    _fsync(root)

@@ -10,7 +10,7 @@ import duckdb
 
 from compliance.bulk_actions import new_bulk_action_id
 from compliance.keys import KeyedHasher
-from compliance.rules import predicate
+from compliance.rules import bind_clock, predicate
 from compliance.settings import Rules, Settings
 from compliance.sql import run_sql_file
 from compliance.staff import authorize, recorded_requester
@@ -117,6 +117,7 @@ def build_plan(con: duckdb.DuckDBPyConnection, *, hasher: KeyedHasher, settings:
     Returns:
         The planned bulk actions with their counts.
     """
+    bind_clock(con, as_of)
     sources = _plan_sources(con, rules, as_of, include_requests, include_drafts, manual)
     con.execute("CREATE OR REPLACE TABLE plan_sources (bulk_action_id VARCHAR, ord INTEGER, source_kind VARCHAR,"
                 " source VARCHAR, source_ref VARCHAR, requested_by VARCHAR, regulation VARCHAR, legal BOOLEAN,"
@@ -133,13 +134,13 @@ def build_plan(con: duckdb.DuckDBPyConnection, *, hasher: KeyedHasher, settings:
     for source in sources:
         if source.source_kind == SourceKind.RULE:
             rule = next(r for r in rules.rules if r.name == source.source_ref)
-            _selection_candidates(con, source.bulk_action_id, predicate(rule.trigger, as_of))
+            _selection_candidates(con, source.bulk_action_id, predicate(rule.trigger))
         elif source.source_kind == SourceKind.MANUAL and manual is not None:
             if manual.contact_ids:
                 con.executemany("INSERT INTO plan_candidates VALUES (?, ?, NULL, NULL)",
                                 [[source.bulk_action_id, cid] for cid in dict.fromkeys(manual.contact_ids)])
             else:
-                _selection_candidates(con, source.bulk_action_id, predicate(manual.trigger(), as_of))
+                _selection_candidates(con, source.bulk_action_id, predicate(manual.trigger()))
     run_sql_file(con, __package__, "decide.sql", remove_when_active=settings.active_enrollment == "remove")
     return read_plan(con)
 

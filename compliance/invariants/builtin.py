@@ -5,10 +5,11 @@ A tenth invariant is one more registered class, here or in any module the packag
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from compliance.clock import utc_iso
 from compliance.invariants.reductions import NO_BULK_ACTION, deletion_groups, gone_hits
 from compliance.invariants.registry import MAX_SAMPLES, Invariant, Row, Run, register
 from compliance.invariants.results import first_line, plural
@@ -249,4 +250,4 @@ class BackupsWithinRetention(Invariant):
 
 
 def _iso(value: datetime | None) -> str:
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if value else "?"
+    return utc_iso(value) or "?"

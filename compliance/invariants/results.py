@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from compliance.errors import first_line
 from compliance.invariants.registry import MAX_SAMPLES, Invariant, Row
 
 

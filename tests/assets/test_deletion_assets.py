@@ -13,7 +13,7 @@ from compliance.audit import AuditLog
 from compliance.backup import verify_backup
 from compliance.selections import stage_selection
 from compliance.store import Store
-from conftest import AS_OF, write_request, write_snapshot
+from support.crm import AS_OF, write_request, write_snapshot
 from pipelines.definitions import defs
 from resources import RetentionResource
 

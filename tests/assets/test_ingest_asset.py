@@ -6,7 +6,7 @@ import dagster as dg
 
 from assets.ingest import crm_snapshots
 from compliance.store import Store
-from conftest import AS_OF, base_tables, write_snapshot
+from support.crm import AS_OF, base_tables, write_snapshot
 from pipelines.definitions import defs
 from resources import RetentionResource
 

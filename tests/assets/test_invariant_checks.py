@@ -7,7 +7,7 @@ import pytest
 
 from assets.proof import build_retention_invariants, retention_invariants
 from compliance.invariants import DESCRIPTIONS, INVARIANTS, MAX_SAMPLES, REGISTRY, Invariant, register
-from conftest import AS_OF
+from support.crm import AS_OF
 from resources import RetentionResource
 
 TENTH = "no_contact_in_do_not_disturb"

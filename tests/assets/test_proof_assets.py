@@ -20,7 +20,7 @@ from compliance.invariants import (BACKUPS_WITHIN_RETENTION, DELETED_CONTACTS_BA
                                    NO_ORPHANED_ASSOCIATED_DATA, PURGE_RAN, SUPPRESSED_STAY_ERASED)
 from compliance.report import run_folder
 from compliance.store import Store
-from conftest import AS_OF, base_tables, write_request, write_snapshot
+from support.crm import AS_OF, base_tables, write_request, write_snapshot
 from pipelines.definitions import defs
 from resources import RetentionResource
 

@@ -11,7 +11,7 @@ from compliance.home import Home
 from compliance.keys import KeyedHasher
 from compliance.selections import stage_selection
 from compliance.store import Store
-from conftest import copy_home, run_deletion, write_request, write_snapshot
+from support.crm import copy_home, run_deletion, write_request, write_snapshot
 from pipelines.definitions import defs
 from resources import RetentionResource
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,18 +12,11 @@ import pytest
 from compliance.clock import parse_as_of
 from compliance.home import Home
 from compliance.store import Store
-from conftest import AS_OF, store_contents, write_request
+from support.cli import run_retention as retention
+from support.crm import AS_OF, store_contents, write_request
 
-RETENTION = Path(sys.executable).with_name("retention")
 CLOCK = parse_as_of(AS_OF)
 LATER = "2026-01-02T12:00:00Z"
-
-
-def retention(home: Home, *args: str) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("RETENTION_HOME", "DAGSTER_HOME", "RETENTION_DEBUG")}
-    return subprocess.run([str(RETENTION), *args, "--home", str(home.root)], cwd=home.root.parent, env=env,
-                          capture_output=True, text=True, timeout=180)
 
 
 def contents(home: Home) -> dict:
@@ -50,33 +40,33 @@ def session(tmp_path_factory, ingested_template):
     seen: dict = {}
 
     before = (contents(home), inbox(home))
-    seen["plan"] = retention(home, "plan", "--as-of", LATER, "--json")
+    seen["plan"] = retention("plan", "--as-of", LATER, "--json", home=home)
     seen["plan_changed"] = (contents(home), inbox(home)) != before
 
-    seen["delete"] = retention(home, "delete", "--contact", "c-2", "--as-user", "u-admin-1", "--confirm", "DELETE",
-                               "--as-of", AS_OF, "--json")
-    seen["show"] = retention(home, "show", "c-2", "--as-of", AS_OF, "--json")
+    seen["delete"] = retention("delete", "--contact", "c-2", "--as-user", "u-admin-1", "--confirm", "DELETE",
+                               "--as-of", AS_OF, "--json", home=home)
+    seen["show"] = retention("show", "c-2", "--as-of", AS_OF, "--json", home=home)
 
     before = contents(home)
-    seen["bad_confirm"] = retention(home, "delete", "--contact", "c-1", "--as-user", "u-admin-1",
-                                    "--confirm", "delete", "--as-of", AS_OF)
+    seen["bad_confirm"] = retention("delete", "--contact", "c-1", "--as-user", "u-admin-1",
+                                    "--confirm", "delete", "--as-of", AS_OF, home=home)
     seen["bad_confirm_changed"] = contents(home) != before
-    seen["not_admin"] = retention(home, "delete", "--contact", "c-1", "--as-user", "u-user-1", "--confirm", "DELETE",
-                                  "--as-of", AS_OF, "--json")
+    seen["not_admin"] = retention("delete", "--contact", "c-1", "--as-user", "u-user-1", "--confirm", "DELETE",
+                                  "--as-of", AS_OF, "--json", home=home)
 
-    seen["run"] = retention(home, "run", "--as-of", LATER)
-    seen["status"] = retention(home, "status", "--json")
+    seen["run"] = retention("run", "--as-of", LATER, home=home)
+    seen["status"] = retention("status", "--json", home=home)
     first_id = json.loads(seen["delete"].stdout)["bulk_actions"][0]["bulk_action_id"]
-    seen["status_one"] = retention(home, "status", first_id, "--json")
-    seen["requests"] = retention(home, "requests", "--as-of", LATER, "--json")
-    seen["verify"] = retention(home, "audit", "verify", "--json")
+    seen["status_one"] = retention("status", first_id, "--json", home=home)
+    seen["requests"] = retention("requests", "--as-of", LATER, "--json", home=home)
+    seen["verify"] = retention("audit", "verify", "--json", home=home)
 
     lines = home.audit_file.read_text().splitlines(keepends=True)
     entry = json.loads(lines[1])
     entry["fields"]["requested_by"] = "u-admin-1"
     lines[1] = json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n"
     home.audit_file.write_text("".join(lines))
-    seen["verify_tampered"] = retention(home, "audit", "verify", "--json")
+    seen["verify_tampered"] = retention("audit", "verify", "--json", home=home)
     seen["tampered_lines"] = len(lines)
     return home, seen
 
@@ -185,8 +175,10 @@ def test_audit_verify_passes_then_names_the_first_tampered_entry(session):
     home, seen = session
 
     assert seen["verify"].returncode == 0, seen["verify"].stderr
-    assert json.loads(seen["verify"].stdout) == {"ok": True, "entries": seen["tampered_lines"],
-                                                 "path": str(home.audit_file), "first_bad_entry": None}
+    verified = json.loads(seen["verify"].stdout)
+    assert {k: verified[k] for k in ("ok", "entries", "path", "first_bad_entry")} == {
+        "ok": True, "entries": seen["tampered_lines"], "path": str(home.audit_file), "first_bad_entry": None}
+    assert verified["anchored_entries"] == seen["tampered_lines"] and verified["reason"] is None
     assert seen["tampered_lines"] >= 6
     assert seen["verify_tampered"].returncode == 1
     tampered = json.loads(seen["verify_tampered"].stdout)

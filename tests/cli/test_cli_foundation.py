@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -16,16 +14,8 @@ from compliance.clock import parse_as_of
 from compliance.home import Home
 from compliance.ingest import ingest_snapshots
 from compliance.store import Store
-from conftest import AS_OF, base_tables, store_contents, write_snapshot
-
-RETENTION = Path(sys.executable).with_name("retention")
-
-
-def retention(*args: str, home: Path, cwd: Path) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("RETENTION_HOME", "DAGSTER_HOME", "RETENTION_DEBUG")}
-    return subprocess.run([str(RETENTION), *args, "--home", str(home)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=180)
+from support.cli import run_retention as retention
+from support.crm import AS_OF, base_tables, store_contents, write_snapshot
 
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,19 +14,12 @@ from compliance.keys import KeyedHasher
 from compliance.purge import purge
 from compliance.settings import Settings
 from compliance.store import Store
-from conftest import AS_OF, run_deletion, store_contents, write_request, write_snapshot
+from support.cli import run_retention as retention
+from support.crm import AS_OF, run_deletion, store_contents, write_request, write_snapshot
 
-RETENTION = Path(sys.executable).with_name("retention")
 CLOCK = parse_as_of(AS_OF)
 RESTORE_AT = "2026-01-06T12:00:00Z"
-RECORD_TABLES = ("bulk_actions", "bulk_action_items", "requests", "pending_subjects")
-
-
-def retention(*args: str, home: Path) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("RETENTION_HOME", "DAGSTER_HOME", "RETENTION_DEBUG")}
-    return subprocess.run([str(RETENTION), *args, "--home", str(home)], cwd=home.parent, env=env,
-                          capture_output=True, text=True, timeout=180)
+RECORD_TABLES = ("bulk_actions", "bulk_action_items", "requests", "pending_subjects", "audit_anchor")
 
 
 def unchanged_part(home: Home) -> dict[str, list[tuple]]:

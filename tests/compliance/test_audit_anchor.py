@@ -10,7 +10,7 @@ import pytest
 from compliance.audit import GENESIS, AuditError, canonical, entry_hash
 from compliance.audit_anchor import AuditLogBroken, StoreAuditAnchor, anchored_log, verify_before_writing
 from compliance.store import Store
-from conftest import AS_OF, store_contents, write_request, write_snapshot
+from support.crm import AS_OF, store_contents, write_request, write_snapshot
 from pipelines import cli
 
 AT = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)

@@ -14,7 +14,7 @@ import pytest
 
 from compliance.backup import BackupError, remove_backup, remove_orphans, verify_backup, write_backup
 from compliance.ingest import ingest_snapshots
-from conftest import write_snapshot
+from support.crm import write_snapshot
 
 AS_OF = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
 LINKED = ["conversations", "notes", "tasks", "activities", "campaign_enrollments", "workflow_enrollments",

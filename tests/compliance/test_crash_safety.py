@@ -12,7 +12,7 @@ from pathlib import Path
 
 from compliance.audit import AuditLog
 from compliance.backup import verify_backup
-from conftest import run_deletion, write_request, write_snapshot
+from support.crm import run_deletion, write_request, write_snapshot
 
 LINKED = ("conversations", "notes", "tasks", "activities", "campaign_enrollments", "workflow_enrollments",
           "list_memberships")

@@ -16,7 +16,7 @@ from compliance.ingest import ingest_snapshots
 from compliance.keys import KeyedHasher
 from compliance.preview import preview_run
 from compliance.settings import Cascade, Rule, Rules, Settings
-from conftest import AS_OF, base_tables, run_deletion, store_contents, write_request, write_snapshot
+from support.crm import AS_OF, base_tables, run_deletion, store_contents, write_request, write_snapshot
 
 CLOCK = parse_as_of(AS_OF)
 LINKED = ("conversations", "notes", "tasks", "activities", "campaign_enrollments", "workflow_enrollments",

@@ -15,7 +15,7 @@ from compliance.clock import parse_as_of
 from compliance.errors import InputError
 from compliance.ingest import ingest_snapshots
 from compliance.schema import TABLES
-from conftest import AS_OF, base_tables, write_snapshot
+from support.crm import AS_OF, base_tables, write_snapshot
 
 CLOCK = parse_as_of(AS_OF)
 UTC = timezone.utc

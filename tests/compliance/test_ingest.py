@@ -16,7 +16,7 @@ from compliance.ingest import ingest_snapshots
 from compliance.keys import KeyedHasher
 from compliance.schema import CONTACT_LINKED, TABLES
 from compliance.store import Store
-from conftest import AS_OF, base_tables, store_contents, write_snapshot
+from support.crm import AS_OF, base_tables, store_contents, write_snapshot
 
 CLOCK = parse_as_of(AS_OF)
 UTC = timezone.utc

@@ -8,7 +8,7 @@ from compliance.audit import AuditLog
 from compliance.clock import parse_as_of
 from compliance.intake import take_requests
 from compliance.settings import Settings
-from conftest import AS_OF, run_deletion, store_contents, write_request
+from support.crm import AS_OF, run_deletion, store_contents, write_request
 
 CLOCK = parse_as_of(AS_OF)
 C1_LINKED = "SELECT count(*) FROM conversations WHERE contact_id = 'c-1'"

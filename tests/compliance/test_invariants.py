@@ -15,7 +15,7 @@ from compliance.invariants import INVARIANTS, check_invariants
 from compliance.keys import KeyedHasher
 from compliance.schema import CONTACT_LINKED
 from compliance.settings import Settings
-from conftest import base_tables
+from support.crm import base_tables
 
 UTC = timezone.utc
 C4_DELETED_AT = datetime(2025, 12, 20, 12, tzinfo=UTC)

@@ -11,7 +11,7 @@ from compliance import steps
 from compliance.home import Home
 from compliance.settings import load_settings
 from compliance.store import Store
-from conftest import AS_OF, write_request, write_snapshot
+from support.crm import AS_OF, write_request, write_snapshot
 from compliance.clock import parse_as_of
 from pipelines import cli
 

@@ -7,7 +7,7 @@ import io
 from compliance.clock import parse_as_of
 from compliance.ingest import ingest_snapshots
 from compliance.progress import StepProgress, count
-from conftest import AS_OF, write_snapshot
+from support.crm import AS_OF, write_snapshot
 
 CLOCK = parse_as_of(AS_OF)
 

@@ -14,7 +14,7 @@ from compliance.keys import KeyedHasher
 from compliance.purge import PURGED_LABEL_PREFIX, compact_store, forget_plans, purge
 from compliance.settings import Cascade, Settings
 from compliance.store import Store, schema_version
-from conftest import AS_OF, copy_home, run_deletion, store_contents, write_request, write_snapshot
+from support.crm import AS_OF, copy_home, run_deletion, store_contents, write_request, write_snapshot
 
 CLOCK = parse_as_of(AS_OF)
 DAY, SECOND = timedelta(days=1), timedelta(seconds=1)

@@ -13,7 +13,7 @@ from compliance.clock import parse_as_of
 from compliance.intake import take_requests
 from compliance.records import audit_new_records, bulk_actions, request_records
 from compliance.settings import Settings
-from conftest import AS_OF, run_deletion, write_request
+from support.crm import AS_OF, run_deletion, write_request
 
 CLOCK = parse_as_of(AS_OF)
 ACTION_FIELDS = {"bulk_action_id", "kind", "source", "requested_by", "created_at", "status", "counts"}

@@ -16,7 +16,7 @@ from compliance.invariants import (DESCRIPTIONS, INVARIANTS, NO_ORPHANED_ASSOCIA
 from compliance.keys import KeyedHasher
 from compliance.report import load_invariants, run_folder, save_invariants, write_report
 from compliance.settings import Rules, load_settings
-from conftest import AS_OF, base_tables, write_request
+from support.crm import AS_OF, base_tables, write_request
 
 RUN_ID = "0f1e2d3c-run-of-this-report"
 CLOCK = parse_as_of(AS_OF)

@@ -18,7 +18,7 @@ from compliance.records import audit_new_records
 from compliance.restore import RESTORE_OUTCOMES, ManualRestore, apply_restores, plan_restores
 from compliance.settings import Settings
 from compliance.store import Store
-from conftest import AS_OF, base_tables, copy_home, run_deletion, store_contents, write_request, write_snapshot
+from support.crm import AS_OF, base_tables, copy_home, run_deletion, store_contents, write_request, write_snapshot
 
 CLOCK = parse_as_of(AS_OF)
 DAY, SECOND = timedelta(days=1), timedelta(seconds=1)

@@ -11,9 +11,9 @@ from compliance.clock import parse_as_of
 from compliance.deletion import apply_deletions, build_plan, plan_items
 from compliance.errors import InputError
 from compliance.keys import KeyedHasher
-from compliance.rules import TRIGGERS, build_triggers, predicate
+from compliance.rules import TRIGGERS, build_triggers, bind_clock, predicate
 from compliance.settings import Rule, Rules, Settings, load_rules
-from conftest import AS_OF, run_deletion
+from support.crm import AS_OF, run_deletion
 
 CLOCK = parse_as_of(AS_OF)
 C1_LAST_ACTIVE = parse_as_of("2025-12-01T00:00:00Z")
@@ -21,8 +21,9 @@ C3_CREATED = parse_as_of("2024-03-01T00:00:00Z")
 
 
 def matching(con, spec: dict, as_of=CLOCK) -> list[str]:
+    bind_clock(con, as_of)
     return [row[0] for row in con.execute(
-        f"SELECT contact_id FROM contacts c WHERE {predicate(spec, as_of)} ORDER BY contact_id").fetchall()]
+        f"SELECT contact_id FROM contacts c WHERE {predicate(spec)} ORDER BY contact_id").fetchall()]
 
 
 def rule(name: str = "r", status: str = "published", owner: str = "u-admin-1", **trigger) -> Rule:
@@ -78,7 +79,7 @@ def test_an_unknown_trigger_names_the_valid_ones():
     assert str(raised.value) == f"unknown trigger 'tag' (valid: {', '.join(sorted(TRIGGERS))})"
     assert {"tags_any", "inactive_days", "dnd"} <= set(TRIGGERS)
     with pytest.raises(InputError, match="unknown trigger 'tag' .valid: dnd, inactive_days, location, tags_any"):
-        predicate({"tag": "x"}, CLOCK)
+        predicate({"tag": "x"})
 
 
 def test_rules_yaml_with_an_unknown_trigger_is_refused_naming_the_valid_ones(home):

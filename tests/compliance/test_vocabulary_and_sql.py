@@ -15,7 +15,7 @@ from compliance.settings import Rules, load_settings
 from compliance.sql import load_sql, parameters, table_exists
 from compliance.vocabulary import (DELETE_OUTCOMES, RESTORE_OUTCOMES, SQL_VOCABULARY, BulkActionKind,
                                    BulkActionStatus, ContactState, Outcome, RequestStatus)
-from conftest import AS_OF, run_deletion, write_request
+from support.crm import AS_OF, run_deletion, write_request
 
 SQL_FILES = (("compliance.deletion", "decide.sql"), ("compliance", "restore_decide.sql"),
              ("compliance", "purge_scan.sql"))

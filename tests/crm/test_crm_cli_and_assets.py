@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from compliance.deletion import ManualSelection
-from conftest import AS_OF, run_deletion, write_snapshot
+from support.crm import AS_OF, run_deletion, write_snapshot
 from support.highlevel_standin import StandIn, make_contact, start
 
 from test_highlevel_push import crm_tables, standin_for

@@ -17,7 +17,7 @@ from compliance.crm.client import CrmAuthError, open_client
 from compliance.crm.push import RESTORE_IN_CRM, crm_outcomes, push_deletions
 from compliance.deletion import ManualSelection
 from compliance.settings import Crm
-from conftest import base_tables, run_deletion, write_snapshot
+from support.crm import base_tables, run_deletion, write_snapshot
 from support.highlevel_standin import FakeClock, StandIn, make_contact, start
 
 TOKEN = "hl-test-token-9d2f4a71"

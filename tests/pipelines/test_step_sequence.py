@@ -4,7 +4,7 @@ import dagster as dg
 
 from benchmarks.direct import MIRRORED
 from compliance import steps
-from conftest import AS_OF, write_snapshot
+from support.crm import AS_OF, write_snapshot
 from pipelines.definitions import defs
 
 

@@ -24,7 +24,7 @@ from compliance.intake import WITHHELD_REASON, extend_request, prune_request_rec
 from compliance.records import audit_new_records, deadline_report, request_records
 from compliance.settings import Settings
 from compliance.store import Store
-from conftest import write_request
+from support.crm import write_request
 from pipelines.definitions import defs
 from pipelines.runner import instance_for
 from resources import RetentionResource
