@@ -52,7 +52,9 @@ def verify_before_writing(con: duckdb.DuckDBPyConnection, home: Home) -> AuditVe
             f"{verification.reason}. Nothing was changed. Restore the log from a copy, or move it aside and "
             "record why; `retention audit verify` shows the state")
     anchored = log.anchor.read()
-    if anchored is None or anchored[0] < verification.entries:
+    # Only a log that grew past its anchor (a store from before anchors, or a crash between an append and its
+    # anchor) moves it here; an empty or anchored log leaves the store untouched.
+    if verification.entries > (anchored[0] if anchored else 0):
         entries, head = log.head()
         log.anchor.write(entries, head)
     return verification
