@@ -54,6 +54,21 @@ def _runs(url: str, run_ids: list[str]) -> dict[str, tuple]:
     return {row[0]: row[1:] for row in rows}
 
 
+def _drain_queue(home: Home, read_runs) -> None:
+    """Run the Dagster daemon on the home's instance until every run read_runs() gives has ended."""
+    daemon = Child("daemon", subprocess.Popen(
+        [sys.executable, "-m", "dagster._daemon", "run", "-w", str(write_workspace(home))],
+        env=environment(home), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        process_group=0))
+    try:
+        deadline = time.monotonic() + QUEUE_TIMEOUT_SECONDS
+        while time.monotonic() < deadline and not all(status in TERMINAL for status, _, _ in read_runs().values()):
+            assert not daemon.exited(), "the daemon ended before the runs finished"
+            time.sleep(2)
+    finally:
+        stop([daemon])
+
+
 def test_the_postgres_instance_keeps_runs_events_and_schedules_in_postgres_behind_a_run_queue_per_home():
     config = yaml.safe_load(postgres_dagster_yaml("postgresql://ops@db.internal:5433/dagster", max_concurrent_runs=3))
     assert config["storage"] == {"postgres": {"postgres_url": "postgresql+psycopg2://ops@db.internal:5433/dagster"}}
@@ -156,18 +171,7 @@ def test_two_homes_queued_at_concurrency_two_run_at_the_same_time(tmp_path, post
         assert queue.max_concurrent_runs == 2 and [limit["key"] for limit in queue.tag_concurrency_limits] == [HOME_TAG]
         assert [instance.get_run_by_id(run_id).tags[HOME_TAG] for run_id in run_ids] == [
             home_tags(home)[HOME_TAG] for home in homes]
-    daemon = Child("daemon", subprocess.Popen(
-        [sys.executable, "-m", "dagster._daemon", "run", "-w", str(write_workspace(homes[0]))],
-        env=environment(homes[0]), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        process_group=0))
-    try:
-        deadline = time.monotonic() + QUEUE_TIMEOUT_SECONDS
-        while time.monotonic() < deadline and not all(
-                status in TERMINAL for status, _, _ in _runs(url, run_ids).values()):
-            assert not daemon.exited(), "the daemon ended before the runs finished"
-            time.sleep(2)
-    finally:
-        stop([daemon])
+    _drain_queue(homes[0], lambda: _runs(url, run_ids))
     runs = _runs(url, run_ids)
     assert [runs[run_id][0] for run_id in run_ids] == ["SUCCESS", "SUCCESS"]
     (_, start_a, end_a), (_, start_b, end_b) = (runs[run_id] for run_id in run_ids)
@@ -175,3 +179,32 @@ def test_two_homes_queued_at_concurrency_two_run_at_the_same_time(tmp_path, post
     for home in homes:
         with Store(home).connect(read_only=True) as con:
             assert con.execute("SELECT count(*) FROM contacts").fetchone()[0] == 1_000, "each run wrote its own home"
+
+
+def test_the_default_sqlite_instance_runs_two_queued_runs_of_a_home_one_after_the_other(tmp_path):
+    home = Home.resolve(tmp_path / "home")
+    home.init()
+    demo_data.generate_snapshot(home.snapshots_inbox / "demo-1", contacts=500, seed=3,
+                                as_of=datetime(2026, 1, 1, tzinfo=timezone.utc), fmt="parquet")
+    as_of = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+    run_ids = [launch_job(home, "compliance_job", as_of=as_of) for _ in range(2)]
+
+    def read_runs() -> dict[str, tuple]:
+        with instance_for(home) as instance:
+            records = {run_id: instance.get_run_record_by_id(run_id) for run_id in run_ids}
+        return {run_id: (record.dagster_run.status.value, record.start_time, record.end_time)
+                for run_id, record in records.items()}
+
+    assert {status for status, _, _ in read_runs().values()} == {"QUEUED"}
+    _drain_queue(home, read_runs)
+    runs = read_runs()
+    assert [runs[run_id][0] for run_id in run_ids] == ["SUCCESS", "SUCCESS"]
+    (_, start_a, end_a), (_, start_b, end_b) = sorted(runs.values(), key=lambda run: run[1])
+    assert end_a <= start_b, "concurrency 1: the second run starts after the first ended"
+
+
+def test_the_documented_docker_example_shares_its_storage_and_queue_with_what_init_writes():
+    example = yaml.safe_load((Path(__file__).parents[2] / "docs" / "dagster-docker.yaml").read_text())
+    written = yaml.safe_load(postgres_dagster_yaml("env:RETENTION_DAGSTER_PG_URL", max_concurrent_runs=4))
+    assert {key: example[key] for key in written} == written
+    assert example["run_launcher"]["class"] == "DockerRunLauncher"
