@@ -21,7 +21,7 @@ from compliance.crm.client import CrmError, open_client
 from compliance.crm.pull import pull_snapshot
 from compliance.crm.push import crm_outcomes
 from compliance.errors import InputError
-from compliance.home import Home
+from compliance.home import DAGSTER_STORAGE_ENV, DEFAULT_MAX_CONCURRENT_RUNS, Home, postgres_dagster_yaml
 from compliance.intake import CONFIRMATION_WORD, extend_request
 from compliance.keys import KeyedHasher
 from compliance.preview import preview_run
@@ -47,7 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="retention", description="Delete CRM contacts provably, restore within the window, "
                                                    "purge after it, and prove it.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    _common(commands.add_parser("init", help="create the home with default settings, rules and inbox folders"))
+    init = commands.add_parser("init", help="create the home with default settings, rules and inbox folders")
+    _common(init)
+    init.add_argument("--dagster-storage", metavar="URL",
+                      help="keep the Dagster instance in PostgreSQL: postgresql://user@host:port/db, or env:NAME to "
+                           f"read the URL from that variable (default: ${DAGSTER_STORAGE_ENV}, else SQLite in the home)")
+    init.add_argument("--max-concurrent-runs", type=int, default=DEFAULT_MAX_CONCURRENT_RUNS, metavar="N",
+                      help="with --dagster-storage: runs the queue runs at once, one per home "
+                           f"(default {DEFAULT_MAX_CONCURRENT_RUNS})")
     demo = commands.add_parser("demo", help="make a synthetic CRM snapshot and sample requests, then run")
     _common(demo)
     demo.add_argument("--contacts", type=int, default=10_000, help="contacts to generate (default 10,000)")
@@ -142,12 +149,23 @@ def _require_home(home: Home) -> None:
 
 
 def cmd_init(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
-    created = home.init()
+    storage = args.dagster_storage or os.environ.get(DAGSTER_STORAGE_ENV)
+    dagster_yaml = None
+    if storage:
+        from pipelines.runner import check_instance_config
+
+        dagster_yaml = postgres_dagster_yaml(storage, max_concurrent_runs=args.max_concurrent_runs)
+        check_instance_config(dagster_yaml)
+    elif args.max_concurrent_runs != DEFAULT_MAX_CONCURRENT_RUNS:
+        raise InputError("--max-concurrent-runs: only with --dagster-storage (the SQLite instance runs one at a time)")
+    created = home.init(dagster_yaml)
     Store(home).connect().close()
+    instance_line = (f"\n  Dagster instance: PostgreSQL, run queue of {args.max_concurrent_runs} at once, one per home"
+                     if storage else "")
     _emit(args, {"home": str(home.root), "created": [str(path) for path in created]},
           f"Retention home ready at {home.root}\n"
           f"  drop CRM exports in {home.snapshots_inbox}/<snapshot-id>/ and request files in {home.requests_inbox}/\n"
-          f"  then: retention run --home {home.root}")
+          f"  then: retention run --home {home.root}" + instance_line)
     return EXIT_OK
 
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import tempfile
+import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from compliance.home import Home
+from compliance.errors import InputError
+from compliance.home import HOME_TAG, Home
 
 
 def instance_for(home: Home) -> dg.DagsterInstance:
@@ -36,15 +43,72 @@ def execute_job(home: Home, job_name: str, *, as_of: datetime, echo_progress: bo
     """
     from pipelines.definitions import defs
 
-    run_config: dict[str, Any] = {
-        "resources": {"retention": {"config": {
-            "home": str(home.root), "as_of": as_of.isoformat(), "echo_progress": echo_progress}}},
-        "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
-    }
+    run_config = _run_config(home, as_of, echo_progress=echo_progress)
     run_config.update(extra_config or {})
     with instance_for(home) as instance:
         return defs.resolve_job_def(job_name).execute_in_process(
             run_config=run_config, instance=instance, tags=tags or {})
+
+
+def _run_config(home: Home, as_of: datetime, *, echo_progress: bool) -> dict[str, Any]:
+    return {
+        "resources": {"retention": {"config": {
+            "home": str(home.root), "as_of": as_of.isoformat(), "echo_progress": echo_progress}}},
+        "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+    }
+
+
+def home_tags(home: Home) -> dict[str, str]:
+    """The tags that put a run in its home's lane of the run queue (one run per home at a time)."""
+    return {HOME_TAG: str(home.root)}
+
+
+def launch_job(home: Home, job_name: str, *, as_of: datetime, tags: dict[str, str] | None = None) -> str:
+    """Submit one run of a job to the home's instance through its run coordinator, and return without waiting.
+
+    With the QueuedRunCoordinator of `retention init --dagster-storage` the run is queued, and the daemon
+    (`retention ui` or `--daemon-only`) launches it when the instance's limits allow: up to max_concurrent_runs at
+    once, one per home. `dagster job launch` does the submission, since it is Dagster's public way to create a run
+    that a daemon in another process can launch (the run carries the workspace's code location).
+
+    Args:
+        home: the retention home (its instance and workspace file).
+        job_name: a job of pipelines.definitions.
+        as_of: the run's clock.
+        tags: more run tags (never personal data); the home's tag is always added.
+
+    Returns:
+        The new run's id.
+    """
+    from pipelines.serve import environment, write_workspace
+
+    run_id = str(uuid.uuid4())
+    command = [sys.executable, "-m", "dagster", "job", "launch", "-w", str(write_workspace(home)), "-j", job_name,
+               "--run-id", run_id, "--config-json", json.dumps(_run_config(home, as_of, echo_progress=False)),
+               "--tags", json.dumps({**(tags or {}), **home_tags(home)})]
+    subprocess.run(command, env=environment(home), check=True, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return run_id
+
+
+def check_instance_config(dagster_yaml: str) -> None:
+    """Open an instance from this dagster.yaml once (creating its tables), before a home is made to use it.
+
+    Args:
+        dagster_yaml: the text of the instance's dagster.yaml.
+
+    Raises:
+        InputError: the instance cannot be opened (server down, wrong database, a missing env variable); the
+            message names the error's type only, since the database's own message may repeat the URL.
+    """
+    with tempfile.TemporaryDirectory(prefix="retention-instance-") as folder:
+        Path(folder, "dagster.yaml").write_text(dagster_yaml)
+        try:
+            with dg.DagsterInstance.from_config(folder) as instance:
+                instance.get_runs_count()
+        except Exception as exc:
+            raise InputError(f"--dagster-storage: the Dagster instance cannot be opened ({type(exc).__name__}); "
+                             "check that the server is up, the database exists and any env: variable is set") from None
 
 
 def materialization_metadata(result: dg.ExecuteInProcessResult, asset_name: str) -> dict[str, Any]:
