@@ -1,4 +1,4 @@
-"""The decision rules of PRODUCT.md section 5: location-scoped admins, a restore sticks, requests that could not finish."""
+"""PRODUCT.md section 5's decision rules: location-scoped admins, a restore sticks, requests that could not finish."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from compliance.keys import KeyedHasher
 from compliance.restore import ManualRestore, apply_restores, plan_restores
 from compliance.settings import Rule, Rules, Settings
 from conftest import AS_OF, base_tables, run_deletion, write_request, write_snapshot
+from test_highlevel import documented_contact, page
 
 T0 = parse_as_of(AS_OF)
 T1 = T0 + timedelta(days=1)
@@ -272,3 +273,30 @@ def test_a_corrected_file_after_a_quarantine_is_applied(scoped, con):
 
     assert requests_by_file(con)["r1-fixed.json"][0] == "applied"
     assert deleted_ids(con) == ["c-1"]
+
+
+def test_a_highlevel_account_admins_erasure_deletes_only_in_their_location_and_an_agency_admins_in_both(home, con):
+    location_a, location_b = "ve9EPM428h8vShlRW1KT", "Qw3rTy5uI7oP9aS1dF3g"
+    folder = home.snapshots_inbox / "s1"
+    page(folder, "contacts", "page-1.json", [
+        documented_contact(id="seD4PfOuKoVMLkEZqohJ", locationId=location_a, email="ann@deos.com"),
+        documented_contact(id="aB3dE5gH7jK9mN1pQ3sT", locationId=location_b, email="ann@deos.com",
+                           phone="+18832320000")], meta={"total": 2})
+    page(folder, "users", "page-1.json", [
+        {"id": "0IHuJvc2ofPAAA8GzTRi", "name": "Agency Admin", "email": "agency@crm.example",
+         "roles": {"type": "agency", "role": "admin", "locationIds": []}},
+        {"id": "1JIvKwd3pgQBBB9HaUSj", "name": "Account Admin", "email": "acct@crm.example",
+         "roles": {"type": "account", "role": "admin", "locationIds": [location_a]}}], count=2)
+    write_request(home, "r1", requested_by="acct@crm.example", subjects=[{"email": "ANN@deos.com"}])
+
+    run = run_deletion(con, home)
+
+    assert items(con, run.action("request r1.json").bulk_action_id) == [
+        ("aB3dE5gH7jK9mN1pQ3sT", "rejected", f"1JIvKwd3pgQBBB9HaUSj is not an admin of location {location_b}"),
+        ("seD4PfOuKoVMLkEZqohJ", "deleted", None)]
+
+    write_request(home, "r2", requested_by="0IHuJvc2ofPAAA8GzTRi", received_at="2025-12-21T09:00:00Z",
+                  subjects=[{"email": "ann@deos.com"}])
+    run_deletion(con, home, as_of=T1)
+
+    assert deleted_ids(con) == ["aB3dE5gH7jK9mN1pQ3sT", "seD4PfOuKoVMLkEZqohJ"]
