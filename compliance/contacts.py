@@ -11,6 +11,12 @@ from compliance.keys import KeyedHasher
 from compliance.schema import ASSOCIATED, MEMBERSHIPS
 from compliance.vocabulary import ContactState
 
+# A restore sticks: a contact an admin restored is passed over by rules until a later snapshot carries an
+# updated_at after its restore (its data changed in the CRM). A re-deletion clears restored_at, so this never
+# names a deleted contact; requests and manual deletes do not read it.
+RULE_EXEMPT_IDS = ("SELECT lc.contact_id FROM contact_lifecycle lc JOIN contacts k USING (contact_id) "
+                   "WHERE lc.restored_at IS NOT NULL AND NOT coalesce(k.updated_at > lc.restored_at, false)")
+
 _ENROLLMENT_NAMES = {"campaign_enrollments": "campaigns", "workflow_enrollments": "workflows",
                      "list_memberships": "lists"}
 
@@ -26,7 +32,8 @@ def show_contact(con: duckdb.DuckDBPyConnection, contact_id: str, *, restore_win
         hasher: the home's keyed hashes, to recognise a purged contact (kept only as a hash of its id).
 
     Returns:
-        The `show --json` document of PRODUCT.md section 3.
+        The `show --json` document of PRODUCT.md section 3, with `rule_exempt` (section 5: restored, and not yet
+        changed by a later snapshot, so rules pass it over).
     """
     lifecycle = con.execute(
         "SELECT state, deleted_at, restored_at FROM contact_lifecycle WHERE contact_id = ?", [contact_id]).fetchone()
@@ -46,6 +53,8 @@ def show_contact(con: duckdb.DuckDBPyConnection, contact_id: str, *, restore_win
         for spec in ASSOCIATED + MEMBERSHIPS
     }
     deleted = state in (ContactState.DELETED, ContactState.PURGED)
+    rule_exempt = state == ContactState.ACTIVE and con.execute(
+        f"SELECT count(*) FROM ({RULE_EXEMPT_IDS}) WHERE contact_id = ?", [contact_id]).fetchone()[0] > 0
     return {
         "contact_id": contact_id,
         "state": ContactState(state).value,
@@ -53,6 +62,7 @@ def show_contact(con: duckdb.DuckDBPyConnection, contact_id: str, *, restore_win
         "restorable_until": utc_iso(deleted_at + timedelta(days=restore_window_days)) if deleted else None,
         "restored_at": utc_iso(restored_at),
         "purged_at": utc_iso(purged[1]) if purged else None,
+        "rule_exempt": rule_exempt,
         "associated": {spec.name: counts[spec.name] for spec in ASSOCIATED},
         "enrollments": {_ENROLLMENT_NAMES[spec.name]: counts[spec.name] for spec in MEMBERSHIPS},
     }

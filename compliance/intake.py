@@ -27,6 +27,16 @@ RECORD_RETENTION_MONTHS = 24
 # Stands in for the sha256 of a file that could not be read; such a file is never taken for one seen before.
 UNREADABLE_HASH = "unreadable"
 WITHHELD_REASON = "given in the request file (not kept here: it looked like it held an email or phone)"
+# Earlier requests of a request_id that a new file may try again: a refused or unreadable attempt answers nothing.
+RETRIABLE_STATUSES = (RequestStatus.REJECTED, RequestStatus.QUARANTINED)
+# A plan source's label for a request record; settling by it keeps two attempts of one request_id apart.
+REQUEST_SOURCE_PREFIX = "request "
+# SQL over the request record `r`: it is the current attempt of its request_id, not a rejected one that a later
+# file tried again before the rejection was planned (pending_subjects are keyed by request_id, so only one attempt
+# of a request_id may be planned at a time).
+CURRENT_ATTEMPT = (
+    "NOT EXISTS (SELECT 1 FROM requests n WHERE n.request_id = r.request_id AND n.status NOT IN ('duplicate', "
+    "'quarantined') AND (n.seen_at > r.seen_at OR (n.seen_at = r.seen_at AND n.rowid > r.rowid)))")
 
 
 @dataclass
@@ -44,7 +54,8 @@ def take_requests(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datetime
 
     Valid requests by an active admin (with the exact confirmation for erasures) become `pending`; others are
     `rejected` with the reason (still planned, so their bulk action lists what was refused), `quarantined`
-    (unreadable or breaking the schema: the file is moved aside with its reason) or `duplicate`.
+    (unreadable or breaking the schema: the file is moved aside with its reason) or `duplicate` (a request_id
+    received before; after a `rejected` or `quarantined` one, a file is a new attempt instead).
 
     Args:
         con: a writable store connection.
@@ -163,6 +174,8 @@ def _record(con: duckdb.DuckDBPyConnection, name: str, parsed: RequestFile, requ
          request.received_at, due_at(request, settings.deadlines), as_of, len(request.subjects), extended,
          as_of if extended else None])
     if status in PLANNED_STATUSES:
+        # A new attempt replaces the subjects of an earlier refused attempt not yet planned (same run).
+        con.execute("DELETE FROM pending_subjects WHERE request_id = ?", [request.request_id])
         con.executemany(
             "INSERT INTO pending_subjects VALUES (?, ?, ?, ?, ?)",
             [[request.request_id, number, subject.contact_id, subject.email_key(), subject.phone_key()]
@@ -171,8 +184,11 @@ def _record(con: duckdb.DuckDBPyConnection, name: str, parsed: RequestFile, requ
 
 
 def _verdict(con: duckdb.DuckDBPyConnection, request: Request) -> tuple[RequestStatus, str | None]:
-    earlier = con.execute("SELECT file, status FROM requests WHERE request_id = ? AND status <> ? "
-                          "ORDER BY seen_at LIMIT 1", [request.request_id, RequestStatus.DUPLICATE]).fetchone()
+    """The status of a new request record: a duplicate unless every earlier record of its request_id was refused
+    or unreadable (then it is a new attempt), else as the requester and the confirmation allow."""
+    earlier = con.execute("SELECT file, status FROM requests WHERE request_id = ? AND status NOT IN (?, ?, ?) "
+                          "ORDER BY seen_at LIMIT 1",
+                          [request.request_id, RequestStatus.DUPLICATE, *RETRIABLE_STATUSES]).fetchone()
     if earlier:
         return (RequestStatus.DUPLICATE,
                 f"request_id {request.request_id} was already received in {earlier[0]} ({earlier[1]})")
@@ -207,7 +223,7 @@ def extend_request(con: duckdb.DuckDBPyConnection, request_id: str, reason: str,
 
     Args:
         con: a writable store connection.
-        request_id: the request, as received (its first file; duplicates are not extended).
+        request_id: the request, as received (its latest attempt; duplicates are not extended).
         reason: why more time is needed, as told to the requester (no personal data: it goes to the audit trail).
         as_of: when the extension is recorded.
         deadlines: the deadline settings (default: the defaults).
@@ -231,7 +247,7 @@ def extend_request(con: duckdb.DuckDBPyConnection, request_id: str, reason: str,
             raise InputError(f"extension of {request_id} refused: {authorization.refusal}")
     row = con.execute(
         "SELECT rowid, kind, regulation, requested_by, received_at, due_at, status, extended_reason, extended_at "
-        "FROM requests WHERE request_id = ? AND status NOT IN (?, ?) ORDER BY seen_at LIMIT 1",
+        "FROM requests WHERE request_id = ? AND status NOT IN (?, ?) ORDER BY seen_at DESC LIMIT 1",
         [request_id, RequestStatus.DUPLICATE, RequestStatus.QUARANTINED]).fetchone()
     if row is None:
         raise InputError(f"no request {request_id} has been received (see `retention requests`)")

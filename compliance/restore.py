@@ -10,6 +10,7 @@ import duckdb
 
 from compliance.bulk_actions import BulkAction, new_bulk_action_id, record_bulk_action, record_items
 from compliance.deletion import subject_matches_sql
+from compliance.intake import CURRENT_ATTEMPT, REQUEST_SOURCE_PREFIX
 from compliance.keys import KeyedHasher
 from compliance.settings import Settings
 from compliance.sql import run_sql_file
@@ -87,11 +88,13 @@ def _restore_sources(con: duckdb.DuckDBPyConnection, as_of: datetime, include_re
     sources: list[list[Any]] = []
     if include_requests:
         for request_id, file, requested_by, status, reason in con.execute(
-                "SELECT request_id, file, requested_by, status, reason FROM requests WHERE kind = ? "
-                "AND status IN (?, ?) AND bulk_action_id IS NULL ORDER BY received_at, request_id",
+                "SELECT request_id, file, requested_by, status, reason FROM requests r WHERE kind = ? "
+                f"AND status IN (?, ?) AND bulk_action_id IS NULL AND {CURRENT_ATTEMPT} "
+                "ORDER BY received_at, request_id",
                 [RequestKind.RESTORE, *PLANNED_STATUSES]).fetchall():
-            sources.append([new_bulk_action_id(as_of), len(sources), SourceKind.REQUEST, f"request {file}",
-                            request_id, requested_by, reason if status == RequestStatus.REJECTED else None])
+            sources.append([new_bulk_action_id(as_of), len(sources), SourceKind.REQUEST,
+                            REQUEST_SOURCE_PREFIX + file, request_id, requested_by,
+                            reason if status == RequestStatus.REJECTED else None])
     if manual is not None:
         authorization = authorize(con, manual.requested_by)
         sources.append([new_bulk_action_id(as_of), len(sources), SourceKind.MANUAL, "manual",
@@ -157,9 +160,9 @@ def _restore_one(con: duckdb.DuckDBPyConnection, action: RestoreAction, hasher: 
         BulkActionStatus.COMPLETED if action.rejection is None else BulkActionStatus.REJECTED,
         requester_authorized=action.rejection is None, reason=action.rejection), created_at=as_of, run_id=run_id)
     con.execute("UPDATE requests SET status = CASE WHEN status = ? THEN ? ELSE status END, bulk_action_id = ? "
-                "WHERE kind = ? AND request_id = ? AND bulk_action_id IS NULL",
+                "WHERE kind = ? AND request_id = ? AND file = ? AND bulk_action_id IS NULL",
                 [RequestStatus.PENDING, RequestStatus.APPLIED, action.bulk_action_id, RequestKind.RESTORE,
-                 action.source_ref])
+                 action.source_ref, action.source.removeprefix(REQUEST_SOURCE_PREFIX)])
     con.execute("DELETE FROM pending_subjects WHERE request_id = ? AND request_id IN "
                 "(SELECT source_ref FROM restore_sources WHERE source_kind = ?)",
                 [action.source_ref, SourceKind.REQUEST])

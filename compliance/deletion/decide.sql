@@ -1,6 +1,9 @@
 -- The plan's decision: one outcome and reason per source and candidate contact (or unmatched request subject).
 -- Parameters: $remove_when_active (the active-enrollment policy is `remove`), and the vocabulary.
 -- Campaign and workflow-enrollment statuses are the CRM's own values (compliance.schema), written as they come.
+-- An admin acts only on contacts of their locations (staff.location_ids; empty or NULL: every location): a contact
+-- outside them is rejected whatever else holds, so that nothing of it changes (not even a legal erasure's
+-- suppression of an already-deleted contact).
 CREATE OR REPLACE TABLE plan_items AS
 WITH blockers AS (
     SELECT contact_id, string_agg(what, '; ' ORDER BY what) AS names FROM (
@@ -32,8 +35,11 @@ facts AS (
                OR (s.source_kind = $source_manual AND c.contact_id IS NOT NULL AND k.contact_id IS NULL
                    AND retention_keyed_hash('contact_id', c.contact_id) IN (SELECT key_hash FROM erased))
                AS erased_before,
-           b.names AS blockers
+           b.names AS blockers, s.requested_by, k.location_id,
+           coalesce(len(st.location_ids), 0) > 0 AND NOT coalesce(list_contains(st.location_ids, k.location_id), false)
+               AS out_of_scope
     FROM candidates c JOIN plan_sources s USING (bulk_action_id)
+    LEFT JOIN staff st ON st.user_id = s.requested_by
     LEFT JOIN contacts k ON k.contact_id = c.contact_id
     LEFT JOIN contact_lifecycle lc ON lc.contact_id = c.contact_id
     LEFT JOIN blockers b ON b.contact_id = c.contact_id
@@ -43,6 +49,7 @@ proposed AS (
     SELECT *, CASE
         WHEN rejection IS NOT NULL THEN $outcome_rejected
         WHEN NOT in_store THEN CASE WHEN erased_before THEN $outcome_already_done ELSE $outcome_not_found END
+        WHEN out_of_scope THEN $outcome_rejected
         WHEN is_deleted THEN $outcome_already_done
         WHEN blockers IS NOT NULL AND NOT (legal OR $remove_when_active) THEN $outcome_blocked
         ELSE $outcome_deleted END AS proposal
@@ -57,7 +64,9 @@ SELECT bulk_action_id, contact_id,
        CASE WHEN proposal = $outcome_deleted AND winner_ord < ord THEN $outcome_already_done ELSE proposal END
            AS outcome,
        CASE
-         WHEN proposal = $outcome_rejected THEN rejection
+         WHEN proposal = $outcome_rejected AND rejection IS NOT NULL THEN rejection
+         WHEN proposal = $outcome_rejected THEN
+             requested_by || ' is not an admin of location ' || coalesce(location_id, '(none)')
          WHEN proposal = $outcome_not_found AND contact_id IS NULL THEN subject || ' matches no contact'
          WHEN proposal = $outcome_not_found THEN 'no contact ' || contact_id || ' in the store'
          WHEN proposal = $outcome_already_done AND NOT in_store THEN

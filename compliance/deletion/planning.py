@@ -9,6 +9,8 @@ from typing import Any
 import duckdb
 
 from compliance.bulk_actions import new_bulk_action_id
+from compliance.contacts import RULE_EXEMPT_IDS
+from compliance.intake import CURRENT_ATTEMPT, REQUEST_SOURCE_PREFIX
 from compliance.keys import KeyedHasher
 from compliance.rules import bind_clock, predicate
 from compliance.settings import Rules, Settings
@@ -101,7 +103,8 @@ def build_plan(con: duckdb.DuckDBPyConnection, *, hasher: KeyedHasher, settings:
 
     Sources, in the order they claim a contact: pending erasure requests (by received_at), published rules
     (and draft rules, as previews, when asked), then a manual selection. A contact claimed by an earlier source
-    is `already_done` for the later ones.
+    is `already_done` for the later ones. A contact outside the requester's locations is `rejected` (decide.sql);
+    a rule passes over a contact an admin restored until a later snapshot changed it (RULE_EXEMPT_IDS).
 
     Args:
         con: a writable store connection (the plan is written to plan_sources and plan_items).
@@ -134,7 +137,7 @@ def build_plan(con: duckdb.DuckDBPyConnection, *, hasher: KeyedHasher, settings:
     for source in sources:
         if source.source_kind == SourceKind.RULE:
             rule = next(r for r in rules.rules if r.name == source.source_ref)
-            _selection_candidates(con, source.bulk_action_id, predicate(rule.trigger))
+            _selection_candidates(con, source.bulk_action_id, predicate(rule.trigger), rule_exempt=True)
         elif source.source_kind == SourceKind.MANUAL and manual is not None:
             if manual.contact_ids:
                 con.executemany("INSERT INTO plan_candidates VALUES (?, ?, NULL, NULL)",
@@ -182,12 +185,12 @@ def _plan_sources(con: duckdb.DuckDBPyConnection, rules: Rules, as_of: datetime,
     sources: list[PlanSource] = []
     if include_requests:
         for request_id, file, requested_by, regulation, status, reason in con.execute(
-                "SELECT request_id, file, requested_by, regulation, status, reason FROM requests "
-                "WHERE kind = ? AND status IN (?, ?) AND bulk_action_id IS NULL ORDER BY received_at, request_id",
-                [RequestKind.ERASURE, *PLANNED_STATUSES]).fetchall():
+                "SELECT request_id, file, requested_by, regulation, status, reason FROM requests r "
+                f"WHERE kind = ? AND status IN (?, ?) AND bulk_action_id IS NULL AND {CURRENT_ATTEMPT} "
+                "ORDER BY received_at, request_id", [RequestKind.ERASURE, *PLANNED_STATUSES]).fetchall():
             sources.append(PlanSource(
-                new_bulk_action_id(as_of), len(sources), SourceKind.REQUEST, f"request {file}", request_id,
-                requested_by, regulation, regulation in LEGAL_REGULATIONS,
+                new_bulk_action_id(as_of), len(sources), SourceKind.REQUEST, REQUEST_SOURCE_PREFIX + file,
+                request_id, requested_by, regulation, regulation in LEGAL_REGULATIONS,
                 reason if status == RequestStatus.REJECTED else None, False))
     for rule in rules.rules:
         if rule.status == "published" or include_drafts:
@@ -247,10 +250,13 @@ def _request_candidates(con: duckdb.DuckDBPyConnection) -> None:
         FROM subjects x LEFT JOIN matches m USING (bulk_action_id, subject_no)""", [SourceKind.REQUEST])
 
 
-def _selection_candidates(con: duckdb.DuckDBPyConnection, bulk_action_id: str, condition: str) -> None:
-    """The contacts not deleted yet that a rule's or smart list's condition selects."""
+def _selection_candidates(con: duckdb.DuckDBPyConnection, bulk_action_id: str, condition: str, *,
+                          rule_exempt: bool = False) -> None:
+    """The contacts not deleted yet that a rule's or smart list's condition selects; a rule's (`rule_exempt`)
+    without the contacts a restore exempts from rules."""
+    exempt = f"AND c.contact_id NOT IN ({RULE_EXEMPT_IDS})" if rule_exempt else ""
     con.execute(f"""
         INSERT INTO plan_candidates
         SELECT ?, c.contact_id, NULL, NULL FROM contacts c
-        WHERE c.contact_id NOT IN (SELECT contact_id FROM contact_lifecycle WHERE state = ?)
+        WHERE c.contact_id NOT IN (SELECT contact_id FROM contact_lifecycle WHERE state = ?) {exempt}
           AND {condition}""", [bulk_action_id, ContactState.DELETED])

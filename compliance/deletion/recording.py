@@ -8,6 +8,7 @@ import duckdb
 
 from compliance.bulk_actions import BulkAction, record_bulk_action, record_items
 from compliance.deletion.planning import PlanSource
+from compliance.intake import REQUEST_SOURCE_PREFIX
 from compliance.vocabulary import BulkActionKind, BulkActionStatus, Outcome, RequestStatus, SourceKind
 
 
@@ -61,22 +62,42 @@ def record_deletion(con: duckdb.DuckDBPyConnection, source: PlanSource, *, as_of
 def settle_request(con: duckdb.DuckDBPyConnection, source: PlanSource, backup_error: str | None) -> None:
     """Answer the erasure request a source stands for: applied (or kept rejected), or pending with why it waits.
 
-    Its subjects leave pending_subjects once answered: from then on the person is kept only as hashes.
+    A request with `blocked` contacts stays pending, its reason naming what blocks, and keeps only the subjects that
+    matched a blocked contact: every later run plans those again, until none is blocked and it is applied. The
+    subjects of an answered request leave pending_subjects: from then on the person is kept only as hashes.
 
     Args:
-        con: the store connection, inside the bulk action's transaction.
+        con: the store connection, inside the bulk action's transaction (the plan's tables still there).
         source: the plan source (nothing to do unless it is a request).
         backup_error: why the delete could not run; the request stays pending and is retried on the next run.
     """
     if source.source_kind != SourceKind.REQUEST:
         return
+    this_attempt = ("request_id = ? AND file = ? AND bulk_action_id IS NULL",
+                    [source.source_ref, source.source.removeprefix(REQUEST_SOURCE_PREFIX)])
     if backup_error:
-        con.execute("UPDATE requests SET reason = ? WHERE request_id = ? AND status = ?",
+        con.execute(f"UPDATE requests SET reason = ? WHERE {this_attempt[0]} AND status = ?",
                     [f"{backup_error}; will retry on the next run (bulk action {source.bulk_action_id})",
-                     source.source_ref, RequestStatus.PENDING])
+                     *this_attempt[1], RequestStatus.PENDING])
         return
-    con.execute("UPDATE requests SET status = CASE WHEN status = ? THEN ? ELSE status END, bulk_action_id = ? "
-                "WHERE request_id = ? AND status IN (?, ?) AND bulk_action_id IS NULL",
-                [RequestStatus.PENDING, RequestStatus.APPLIED, source.bulk_action_id, source.source_ref,
-                 RequestStatus.PENDING, RequestStatus.REJECTED])
+    blocked, blockers = con.execute(
+        "SELECT count(*), string_agg(DISTINCT reason, '; ' ORDER BY reason) FROM plan_items "
+        "WHERE bulk_action_id = ? AND outcome = ?", [source.bulk_action_id, Outcome.BLOCKED]).fetchone()
+    if blocked:
+        con.execute(f"UPDATE requests SET reason = ? WHERE {this_attempt[0]} AND status = ?",
+                    [f"waiting: {blocked} contact{'s' if blocked != 1 else ''} blocked ({blockers}); tried again "
+                     f"on every run until none is blocked (last: bulk action {source.bulk_action_id})",
+                     *this_attempt[1], RequestStatus.PENDING])
+        con.execute("""
+            DELETE FROM pending_subjects WHERE request_id = ? AND subject_no NOT IN (
+                SELECT c.subject_no FROM plan_candidates c JOIN plan_items i USING (bulk_action_id, contact_id)
+                WHERE i.bulk_action_id = ? AND i.outcome = ?)""",
+                    [source.source_ref, source.bulk_action_id, Outcome.BLOCKED])
+        return
+    # Once applied, a pending request's reason (why it waited) no longer holds.
+    con.execute(f"UPDATE requests SET status = CASE WHEN status = ? THEN ? ELSE status END, "
+                f"reason = CASE WHEN status = ? THEN NULL ELSE reason END, bulk_action_id = ? "
+                f"WHERE {this_attempt[0]} AND status IN (?, ?)",
+                [RequestStatus.PENDING, RequestStatus.APPLIED, RequestStatus.PENDING, source.bulk_action_id,
+                 *this_attempt[1], RequestStatus.PENDING, RequestStatus.REJECTED])
     con.execute("DELETE FROM pending_subjects WHERE request_id = ?", [source.source_ref])

@@ -162,12 +162,31 @@ class RestoresInsideWindow(Invariant):
             "FROM hits GROUP BY tbl", {"samples": MAX_SAMPLES}).fetchall()}
 
 
+def _deleted_outside_scope(run: Run) -> dict[str, tuple[str, int, str]]:
+    """Per delete bulk action: its requester, and how many of its deleted contacts lie outside the requester's
+    locations (staff.location_ids as last ingested; empty or NULL: every location), with the first such location."""
+    rows = run.con.execute("""
+        SELECT l.deleted_by, any_value(a.requested_by), count(*), min(coalesce(k.location_id, '(none)'))
+        FROM contact_lifecycle l JOIN bulk_actions a ON a.bulk_action_id = l.deleted_by
+        JOIN staff st ON st.user_id = a.requested_by
+        LEFT JOIN contacts k ON k.contact_id = l.contact_id
+        WHERE l.state = 'deleted' AND coalesce(len(st.location_ids), 0) > 0
+          AND NOT coalesce(list_contains(st.location_ids, k.location_id), false)
+        GROUP BY l.deleted_by""").fetchall()
+    return {bulk_action_id: (requested_by, count, location) for bulk_action_id, requested_by, count, location in rows}
+
+
 @register(DELETIONS_TRACE_TO_ADMIN)
 class DeletionsTraceToAdmin(_PerDeletion):
-    description = "Every deletion traces to an active admin (a request's author or a rule's owner)."
+    description = ("Every deletion traces to an active admin (a request's author or a rule's owner) of the "
+                   "contact's location.")
     pass_message = "every deleted contact traces to a delete bulk action by an authorized admin"
     fail_message = "{n} deleted contact{s} {do} not trace to a delete by an authorized admin: {details}"
     check = "authorized_delete"
+
+    def measure(self, run: Run) -> list[Row]:
+        self._outside = run.once(_deleted_outside_scope)
+        return super().measure(run)
 
     def reason(self, group: dict[str, Any]) -> str | None:
         if group["kind"] is None:
@@ -176,6 +195,10 @@ class DeletionsTraceToAdmin(_PerDeletion):
             return f"a {group['kind']} bulk action, not a delete"
         if not group["requester_authorized"]:
             return "its requester is not an authorized admin"
+        if group["subject"] in self._outside:
+            requested_by, count, location = self._outside[group["subject"]]
+            return (f"its requester {requested_by} is not an admin of location {location} "
+                    f"({count} contact{plural(count)} there)")
         return None
 
 

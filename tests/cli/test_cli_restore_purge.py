@@ -72,6 +72,8 @@ def test_a_restore_by_an_admin_exits_0_and_show_gives_the_contact_active_with_re
     shown = json.loads(results["show_restored"].stdout)
     assert results["show_restored"].returncode == 0
     assert (shown["state"], shown["restored_at"], shown["deleted_at"]) == ("active", RESTORE_AT, None)
+    # No snapshot has changed it since its restore: rules pass it over.
+    assert shown["rule_exempt"] is True
     assert shown["associated"] == {"conversations": 0, "notes": 0, "tasks": 0, "activities": 0}
     assert shown["enrollments"] == {"campaigns": 0, "workflows": 0, "lists": 0}
 
@@ -83,5 +85,6 @@ def test_show_gives_a_purged_contact_as_purged_with_its_dates(session):
     shown = json.loads(results["show_purged"].stdout)
     assert (shown["contact_id"], shown["state"], shown["deleted_at"], shown["purged_at"]) == (
         "c-4", "purged", AS_OF, "2026-03-03T12:00:00Z")
+    assert shown["rule_exempt"] is False
     text = results["show_purged_text"].stdout
     assert "c-4: purged" in text and "purged at 2026-03-03T12:00:00Z" in text

@@ -193,7 +193,12 @@ def test_the_metrics_command_gives_the_numbers_recomputed_from_the_request_recor
     denied = sum(row["denied"] for row in shown.values())
     assert denied >= 5 and shown[("erasure", "gdpr")]["denied_reasons"].get("requester is an inactive admin", 0) > 0
     late_days = [days for row in expected.values() for days in row["days"] if days > 45]
-    assert len(late_days) >= 5, "the late requests are among the answered ones, past the CCPA period"
+    with Store(year.home).connect(read_only=True) as con:
+        records = {r["request_id"]: r for r in request_records(con, as_of=year.end)}
+    # A late internal erasure whose person is in an active campaign is still open, waiting until nothing blocks it.
+    late_waiting = [rid for rid in year.late_request_ids if records[rid]["status"] == "pending"]
+    assert all(records[rid]["reason"].startswith("waiting: ") for rid in late_waiting)
+    assert len(late_days) + len(late_waiting) >= 5, "the late requests are answered past the CCPA period, or waiting"
     assert sum(row["open"] for row in shown.values()) >= 1
 
 

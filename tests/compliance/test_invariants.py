@@ -139,6 +139,11 @@ def unauthorized_deletion(con, home):
     con.execute("UPDATE bulk_actions SET requester_authorized = false WHERE bulk_action_id = 'ba-1'")
 
 
+def deletion_outside_the_admins_locations(con, home):
+    # c-2 is of loc-a; its deleter is now an admin of loc-b only.
+    con.execute("UPDATE staff SET location_ids = ['loc-b'] WHERE user_id = 'u-admin-1'")
+
+
 def deletion_by_a_non_delete_action(con, home):
     con.execute("UPDATE bulk_actions SET kind = 'purge' WHERE bulk_action_id = 'ba-1'")
 
@@ -173,6 +178,8 @@ FAULTS = [
      ("list_memberships:l-1:c-4",), "1 list_memberships row removed by a delete came back"),
     (unauthorized_deletion, "deletions_trace_to_admin", 1, ("c-2",), "ba-1: its requester is not an authorized"),
     (deletion_by_a_non_delete_action, "deletions_trace_to_admin", 1, ("c-2",), "ba-1: a purge bulk action"),
+    (deletion_outside_the_admins_locations, "deletions_trace_to_admin", 1, ("c-2",),
+     "ba-1: its requester u-admin-1 is not an admin of location loc-a (1 contact there)"),
     (suppressed_person_active_again, "suppressed_stay_erased", 2, ("c-2", "c-3"), "keyed hash"),
     (total_does_not_match_outcomes, "bulk_action_counts_add_up", 1, ("ba-1",),
      "ba-1: total 2, outcomes 1, items 1"),
@@ -190,6 +197,12 @@ def test_each_fault_fails_its_own_invariant_and_no_other(store, home, fault, nam
     assert len(result.sample_ids) == len(samples)
     assert all(got.startswith(want) for got, want in zip(result.sample_ids, samples)), result.sample_ids
     assert says in result.message and "\n" not in result.message
+
+
+@pytest.mark.parametrize("location_ids", [None, [], ["loc-a"], ["loc-b", "loc-a"]])
+def test_a_deletion_by_an_admin_of_every_location_or_of_the_contacts_holds(store, home, location_ids):
+    store.execute("UPDATE staff SET location_ids = ? WHERE user_id = 'u-admin-1'", [location_ids])
+    assert check(store, home).passed
 
 
 def test_a_purged_contact_is_not_named_in_samples_or_messages(store, home):
