@@ -455,8 +455,10 @@ def _highlevel_records(n: int, seed: int) -> dict[str, tuple[str, str, str]]:
         "conversations": ("conversations", "conversation_id", """struct_pack(
             id := hl_id(conversation_id), contactId := hl_id(contact_id), "type" := channel,
             lastMessageBody := last_message_body, lastMessageDate := epoch_ms(last_message_at))"""),
-        "workflows": ("workflows", "workflow_id", "struct_pack(id := hl_id(workflow_id), name := name, status := status)"),
-        "campaigns": ("campaigns", "campaign_id", "struct_pack(id := hl_id(campaign_id), name := name, status := status)"),
+        "workflows": ("workflows", "workflow_id",
+                      "struct_pack(id := hl_id(workflow_id), name := name, status := status)"),
+        "campaigns": ("campaigns", "campaign_id",
+                      "struct_pack(id := hl_id(campaign_id), name := name, status := status)"),
     }
 
 
@@ -465,9 +467,10 @@ def _write_pages(con: duckdb.DuckDBPyConnection, folder: Path, collection: str, 
     folder.mkdir(parents=True, exist_ok=True)
     pages = max(1, -(-total // HIGHLEVEL_PAGE))
     cursor = con.execute(f"""
-        SELECT page, to_json(struct_pack("{collection}" := list(rec ORDER BY ord),
-                                         meta := struct_pack(total := {total}, currentPage := page + 1,
-                                                             nextPage := CASE WHEN page + 1 < {pages} THEN page + 2 END)))
+        SELECT page, to_json(struct_pack(
+            "{collection}" := list(rec ORDER BY ord),
+            meta := struct_pack(total := {total}, currentPage := page + 1,
+                                nextPage := CASE WHEN page + 1 < {pages} THEN page + 2 END)))
         FROM (SELECT rec, ord, (row_number() OVER (ORDER BY ord) - 1) // {HIGHLEVEL_PAGE} AS page FROM ({records_sql}))
         GROUP BY page ORDER BY page""")
     written = 0

@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 
 from compliance.clock import parse_as_of
+from compliance.deletion import ManualSelection
+from compliance.home import Home
 from compliance.ingest import ingest_snapshots
+from compliance.intake import take_requests
 from compliance.invariants import check_invariants
 from compliance.keys import KeyedHasher
 from compliance.restore import ManualRestore, apply_restores, plan_restores
 from compliance.settings import Rule, Rules, Settings
-from compliance.home import Home
 from compliance.store import Store
 from conftest import AS_OF, base_tables, run_deletion, write_request, write_snapshot
 from test_highlevel import highlevel_crm
@@ -131,7 +133,6 @@ def test_a_restore_request_naming_an_additional_phone_restores_and_lifts_every_s
     write_request(crm, "back", kind="restore", regulation="internal", confirm=None,
                   subjects=[{"phone": "+44 20 7946 0099"}], received_at="2026-01-02T09:00:00Z")
     hasher = KeyedHasher(crm.secret())
-    from compliance.intake import take_requests
 
     take_requests(con, crm, as_of=LATER, settings=Settings())
     plan_restores(con, hasher=hasher, settings=Settings(), as_of=LATER)
@@ -206,8 +207,6 @@ def test_phones_match_across_national_and_international_forms_with_the_settings_
 
 def _outcomes_of_a_run(home: Home) -> list[tuple]:
     """Two requests, a rule and a manual delete over the home's CRM: every bulk action's items, by source."""
-    from compliance.deletion import ManualSelection
-
     write_request(home, "gdpr-1", subjects=[{"email": "BOB@example.com"}, {"phone": "+44 20 7946 0004"}])
     write_request(home, "internal-1", regulation="internal", received_at="2025-12-21T09:00:00Z",
                   subjects=[{"contact_id": "c-1"}, {"email": "nobody@example.com"}])
