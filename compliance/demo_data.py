@@ -123,6 +123,15 @@ rules:
     action: delete_contact
 """
 
+FORMATS = ("parquet", "csv", "highlevel")
+# A page of GET /contacts/ holds at most 100 records (the API's `limit`); the other collections are paged alike.
+HIGHLEVEL_PAGE = 100
+_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+# The HighLevel demo's account users: each sees one location only (agency users see them all).
+_ACCOUNT_STAFF = {"u-admin-3": "loc-north", "u-user-2": "loc-south"}
+# What the API does not export stays in native files beside highlevel/.
+_NATIVE_BESIDE = ("activities", "campaign_enrollments", "workflow_enrollments", "lists", "list_memberships")
+
 _DAY = 86_400
 _YEAR = 365 * _DAY
 
@@ -232,10 +241,11 @@ def _setup(con: duckdb.DuckDBPyConnection, n: int, seed: int, as_of: datetime) -
                     FROM range({n}) r(i))))""")
 
 
-def _contacts_sql(fmt: str) -> str:
+def _contacts_sql(fmt: str, keep: str = "") -> str:
+    """The contacts; `keep` adds columns of b (such as `, i`) for a writer that needs them."""
     tags = "nullif(array_to_string(tags, ','), '')" if fmt == "csv" else "tags"
     return f"""
-        SELECT contact_id, {_weighted(_LOCATIONS, "u(src, 'location')")} AS location_id,
+        SELECT contact_id{keep}, {_weighted(_LOCATIONS, "u(src, 'location')")} AS location_id,
                first_name, last_name, email, phone, {tags} AS tags, dnd,
                to_timestamp(created_s) AS created_at, to_timestamp(updated_s) AS updated_at,
                to_timestamp(activity_s) AS last_activity_at,
@@ -333,12 +343,15 @@ def generate_snapshot(snapshot_dir: Path, *, contacts: int = 10_000, seed: int =
                       fmt: str = "parquet") -> dict[str, int]:
     """Write a synthetic CRM export: one <table>.parquet (or .csv) per table, all timestamps before as_of.
 
+    As "highlevel", the same CRM is written as a HighLevel API export instead (see `_generate_highlevel`).
+
     Args:
         snapshot_dir: the folder to write into; created if missing. Same-format files are overwritten.
         contacts: how many contacts; the associated tables scale with it (about 10 rows per contact).
         seed: the same (contacts, seed, as_of) always gives the same data.
         as_of: the export's clock; a naive datetime is taken as UTC.
-        fmt: "parquet" (tags as a list) or "csv" (tags comma-separated, timestamps ISO 8601 with offset).
+        fmt: "parquet" (tags as a list), "csv" (tags comma-separated, timestamps ISO 8601 with offset) or
+            "highlevel" (API response pages, with the API's ids, additional identifiers and location-scoped staff).
 
     Returns:
         The row count of each table, in TABLES order.
@@ -348,11 +361,13 @@ def generate_snapshot(snapshot_dir: Path, *, contacts: int = 10_000, seed: int =
     """
     if contacts < 1:
         raise ValueError(f"contacts must be at least 1, got {contacts}")
-    if fmt not in ("parquet", "csv"):
-        raise ValueError(f"fmt must be 'parquet' or 'csv', got {fmt!r}")
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}")
     as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=timezone.utc)
     snapshot_dir = Path(snapshot_dir)
     snapshot_dir.mkdir(parents=True, exist_ok=True)
+    if fmt == "highlevel":
+        return _generate_highlevel(snapshot_dir, int(contacts), int(seed), as_of)
     options = "FORMAT parquet" if fmt == "parquet" else "FORMAT csv, HEADER"
     con = duckdb.connect()
     try:
@@ -367,7 +382,151 @@ def generate_snapshot(snapshot_dir: Path, *, contacts: int = 10_000, seed: int =
         con.close()
 
 
+def _generate_highlevel(snapshot_dir: Path, n: int, seed: int, as_of: datetime) -> dict[str, int]:
+    """The demo CRM as a HighLevel API export: highlevel/<collection>/page-NNNNN.json, native Parquet beside it.
+
+    The data are generate_snapshot's, with the API's kind of ids: 20 alphanumeric characters, a seeded function of
+    the demo id, so that every reference between tables still holds. About one contact in ten has an additional
+    email (as a string or as an {"email": ...} object) and one in twenty an additional phone written in national
+    form; the staff of _ACCOUNT_STAFF are account users of one location, the others agency users. Pages are built
+    in DuckDB (one JSON document per page) and only written out here, a page at a time.
+
+    Args:
+        snapshot_dir: the snapshot folder (created by the caller).
+        n: how many contacts.
+        seed: the seed of the data and of the ids.
+        as_of: the export's clock (timezone-aware).
+
+    Returns:
+        The row count of each table, in TABLES order.
+    """
+    now = int(as_of.timestamp())
+    con = duckdb.connect()
+    try:
+        _setup(con, n, seed, as_of)
+        con.execute(f"""CREATE MACRO hl_id(s) AS CASE WHEN s IS NOT NULL THEN array_to_string(list_transform(range(20),
+            lambda p: substr('{_ID_ALPHABET}', 1 + CAST(hash(hash(s, {seed}, p)) % 62 AS INTEGER), 1)), '') END""")
+        con.execute("CREATE MACRO iso(t) AS strftime(t, '%Y-%m-%dT%H:%M:%S.000Z')")
+        counts = {}
+        for table in TABLES:
+            sql = _contacts_sql("parquet", keep=", i") if table == "contacts" else _table_sql(table, "parquet", now)
+            con.execute(f"CREATE TEMP TABLE t_{table} AS {sql}")
+            counts[table] = con.execute(f"SELECT count(*) FROM t_{table}").fetchone()[0]
+        for table in _NATIVE_BESIDE:
+            ids = [row[0] for row in con.execute(f"DESCRIBE t_{table}").fetchall() if row[0].endswith("_id")]
+            target = str(snapshot_dir / f"{table}.parquet").replace("'", "''")
+            con.execute(f"COPY (SELECT * REPLACE ({', '.join(f'hl_id({c}) AS {c}' for c in ids)}) FROM t_{table}) "
+                        f"TO '{target}' (FORMAT parquet)")
+        for collection, (table, order, record) in _highlevel_records(n, seed).items():
+            _write_pages(con, snapshot_dir / "highlevel" / collection, collection,
+                         f"SELECT {record} AS rec, {order} AS ord FROM t_{table}", counts[table])
+        return counts
+    finally:
+        con.close()
+
+
+def _highlevel_records(n: int, seed: int) -> dict[str, tuple[str, str, str]]:
+    """collection -> (demo table, the column that orders its pages, SQL of one record as the API gives it)."""
+    work_email = ("lower(ascii_name(first_name)) || '.' || lower(ascii_name(last_name)) || email_num(i) "
+                  "|| '@work.example.com'")
+    digits = f"CAST(3000000 + (CAST(i AS BIGINT) * {_multiplier(n, seed + 2)} + {seed}) % {n} AS VARCHAR)"
+    national = f"'(628) ' || {digits}[1:3] || '-' || {digits}[4:]"
+    accounts = ", ".join(f"'{user}'" for user in _ACCOUNT_STAFF)
+    locations = " ".join(f"WHEN '{user}' THEN [hl_id('{location}')]" for user, location in _ACCOUNT_STAFF.items())
+    return {
+        "contacts": ("contacts", "i", f"""struct_pack(
+            id := hl_id(contact_id), locationId := hl_id(location_id), firstName := first_name,
+            lastName := last_name, email := email, phone := phone, tags := tags, dnd := dnd, source := source,
+            companyName := company_name, "type" := CASE WHEN list_contains(tags, 'Customer') THEN 'customer'
+                                                       ELSE 'lead' END,
+            dateAdded := iso(created_at), dateUpdated := iso(updated_at), lastActivity := epoch_ms(last_activity_at),
+            additionalEmails := CASE WHEN u(i, 'add_email') < 0.05 THEN to_json([{work_email}])
+                                     WHEN u(i, 'add_email') < 0.10 THEN to_json([struct_pack(email := {work_email})])
+                                     ELSE to_json([]) END,
+            additionalPhones := CASE WHEN u(i, 'add_phone') < 0.05 THEN to_json([struct_pack(phone := {national})])
+                                     ELSE to_json([]) END,
+            customFields := to_json([]))"""),
+        "users": ("staff", "user_id", f"""struct_pack(
+            id := hl_id(user_id), name := name, firstName := split_part(name, ' ', 1),
+            lastName := split_part(name, ' ', 2), email := email, deleted := NOT active,
+            roles := struct_pack("type" := CASE WHEN user_id IN ({accounts}) THEN 'account' ELSE 'agency' END,
+                                 role := role,
+                                 locationIds := CASE user_id {locations} ELSE CAST([] AS VARCHAR[]) END))"""),
+        "notes": ("notes", "note_id", """struct_pack(
+            id := hl_id(note_id), contactId := hl_id(contact_id), body := body, dateAdded := iso(created_at))"""),
+        "tasks": ("tasks", "task_id", """struct_pack(
+            id := hl_id(task_id), contactId := hl_id(contact_id), title := title, completed := status = 'completed',
+            dueDate := iso(due_at))"""),
+        "conversations": ("conversations", "conversation_id", """struct_pack(
+            id := hl_id(conversation_id), contactId := hl_id(contact_id), "type" := channel,
+            lastMessageBody := last_message_body, lastMessageDate := epoch_ms(last_message_at))"""),
+        "workflows": ("workflows", "workflow_id",
+                      "struct_pack(id := hl_id(workflow_id), name := name, status := status)"),
+        "campaigns": ("campaigns", "campaign_id",
+                      "struct_pack(id := hl_id(campaign_id), name := name, status := status)"),
+    }
+
+
+def _write_pages(con: duckdb.DuckDBPyConnection, folder: Path, collection: str, records_sql: str, total: int) -> None:
+    """One JSON file per page of HIGHLEVEL_PAGE records, as `{"<collection>": [...], "meta": {...}}`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pages = max(1, -(-total // HIGHLEVEL_PAGE))
+    cursor = con.execute(f"""
+        SELECT page, to_json(struct_pack(
+            "{collection}" := list(rec ORDER BY ord),
+            meta := struct_pack(total := {total}, currentPage := page + 1,
+                                nextPage := CASE WHEN page + 1 < {pages} THEN page + 2 END)))
+        FROM (SELECT rec, ord, (row_number() OVER (ORDER BY ord) - 1) // {HIGHLEVEL_PAGE} AS page FROM ({records_sql}))
+        GROUP BY page ORDER BY page""")
+    written = 0
+    while rows := cursor.fetchmany(256):
+        for page, document in rows:
+            (folder / f"page-{page + 1:05d}.json").write_text(document, encoding="utf-8")
+            written += 1
+    if not written:
+        (folder / "page-00001.json").write_text(json.dumps({collection: [], "meta": {"total": 0}}), encoding="utf-8")
+
+
+# What the sample requests read of a HighLevel export: collection, its schema, and our columns.
+_HIGHLEVEL_READ = {
+    "contacts": ("contacts", "STRUCT(id VARCHAR, email VARCHAR, phone VARCHAR, tags VARCHAR[])[]",
+                 "r.id AS contact_id, r.email, r.phone, r.tags"),
+    "campaigns": ("campaigns", "STRUCT(id VARCHAR, status VARCHAR)[]", "r.id AS campaign_id, r.status"),
+    "staff": ("users", "STRUCT(id VARCHAR, email VARCHAR)[]", "r.id AS user_id, r.email"),
+}
+
+
+def staff_ids(snapshot_dir: Path) -> dict[str, str]:
+    """The demo staff's ids in a generated snapshot: the demo ids themselves, or the HighLevel export's.
+
+    Args:
+        snapshot_dir: a snapshot written by generate_snapshot.
+
+    Returns:
+        demo user id (such as u-admin-1) -> the user id the snapshot gives that staff member.
+    """
+    with duckdb.connect() as con:
+        by_email = dict(con.execute(f"SELECT email, user_id FROM {_relation(Path(snapshot_dir), 'staff')}").fetchall())
+    return {user: by_email.get(email, user) for user, email, *_ in _STAFF}
+
+
+def sample_rules_yaml(snapshot_dir: Path) -> str:
+    """SAMPLE_RULES_YAML with the owner's id as the generated snapshot gives it."""
+    return SAMPLE_RULES_YAML.replace("owner: u-admin-1", f"owner: {staff_ids(snapshot_dir)['u-admin-1']}")
+
+
+def example_contact_id(snapshot_dir: Path) -> str:
+    """The id of the first contact of a generated snapshot (c-0000001 in the native formats)."""
+    with duckdb.connect() as con:
+        return con.execute(f"SELECT min(contact_id) FROM {_relation(Path(snapshot_dir), 'contacts')}").fetchone()[0]
+
+
 def _relation(snapshot_dir: Path, table: str) -> str:
+    if table in _HIGHLEVEL_READ and (snapshot_dir / "highlevel").is_dir():
+        collection, schema, columns = _HIGHLEVEL_READ[table]
+        pages = str(snapshot_dir / "highlevel" / collection / "*.json").replace("'", "''")
+        return (f"(SELECT {columns} FROM (SELECT unnest({collection}) AS r FROM "
+                f"read_json('{pages}', columns = {{'{collection}': '{schema}'}})))")
     for fmt in ("parquet", "csv"):
         path = snapshot_dir / f"{table}.{fmt}"
         if path.exists():
@@ -427,12 +586,13 @@ def write_sample_requests(requests_dir: Path, snapshot_dir: Path, *, as_of: date
     The files: a GDPR erasure by u-admin-1 (subjects by contact_id, by an upper-cased padded email,
     by a phone typed with punctuation, and an email that matches nobody); a CCPA erasure requested by
     u-admin-1's staff email for a contact enrolled in an active campaign; an internal erasure CSV with
-    two rows of one request; and an erasure by the non-admin u-user-1, which the pipeline must reject.
+    two rows of one request; and an erasure by the non-admin u-user-1, which the pipeline must reject (each
+    requester by the id the snapshot gives them).
     Subjects are distinct contacts, none tagged Unsubscribed, so request and rule effects stay apart.
 
     Args:
         requests_dir: the folder to write into (e.g. <home>/inbox/requests); created if missing.
-        snapshot_dir: a snapshot written by generate_snapshot, in either format.
+        snapshot_dir: a snapshot written by generate_snapshot, in any format.
         as_of: the run's clock; every request is received one to five days before it.
         seed: picks the subjects and numbers the requests.
 
@@ -461,6 +621,7 @@ def write_sample_requests(requests_dir: Path, snapshot_dir: Path, *, as_of: date
         con.close()
 
     year, base = as_of.year, 40 + seed % 50
+    staff = staff_ids(snapshot_dir)
 
     def received(days: int, hour: int, minute: int) -> str:
         moment = (as_of - timedelta(days=days)).replace(hour=hour, minute=minute, second=0, microsecond=0)
@@ -472,14 +633,14 @@ def write_sample_requests(requests_dir: Path, snapshot_dir: Path, *, as_of: date
 
     documents = {
         f"gdpr-{year}-{base:04d}.json": request(
-            f"GDPR-{year}-{base:04d}", "gdpr", "u-admin-1", received(5, 9, 30),
+            f"GDPR-{year}-{base:04d}", "gdpr", staff["u-admin-1"], received(5, 9, 30),
             [{"contact_id": by_id[0]}, {"email": f"  {by_email[1].upper()} "},
              {"phone": _spoken_phone(by_phone[2])}, {"email": "former.customer@example.org"}]),
         f"ccpa-{year}-{base + 1:04d}.json": request(
             f"CCPA-{year}-{base + 1:04d}", "ccpa", "dana.admin@demo-crm.example", received(3, 14, 5),
             [{"email": ccpa[1]}]),
         f"internal-{year}-{base + 3:04d}-by-non-admin.json": request(
-            f"INT-{year}-{base + 3:04d}", "internal", "u-user-1", received(1, 16, 45),
+            f"INT-{year}-{base + 3:04d}", "internal", staff["u-user-1"], received(1, 16, 45),
             [{"contact_id": non_admin[0]}]),
     }
     requests_dir.mkdir(parents=True, exist_ok=True)
@@ -494,7 +655,7 @@ def write_sample_requests(requests_dir: Path, snapshot_dir: Path, *, as_of: date
         writer = csv.writer(handle)
         writer.writerow(["request_id", "kind", "regulation", "requested_by", "received_at", "confirm",
                          "contact_id", "email", "phone"])
-        head = [f"INT-{year}-{base + 2:04d}", "erasure", "internal", "u-admin-1", at, "DELETE"]
+        head = [f"INT-{year}-{base + 2:04d}", "erasure", "internal", staff["u-admin-1"], at, "DELETE"]
         writer.writerow(head + [internal[0][0], "", ""])
         writer.writerow(head + ["", internal[1][1], ""])
     paths.insert(2, csv_path)

@@ -265,8 +265,9 @@ def _apply(con: duckdb.DuckDBPyConnection, snapshot_id: str, content_hash: str, 
 def _mark_kept_out(con: duckdb.DuckDBPyConnection, hasher: KeyedHasher | None) -> None:
     """stg_kept_out: the snapshot's contacts that must not (re)enter as active, and why.
 
-    Deleted ones keep their record until the purge; suppressed ones match an erased person by contact_id, email or
-    phone; purged ones (deleted by a rule or an internal request, past the window) stay gone.
+    Deleted ones keep their record until the purge; suppressed ones match an erased person by contact_id, or by
+    any email or phone, primary or additional; purged ones (deleted by a rule or an internal request, past the
+    window) stay gone.
     """
     con.execute(f"CREATE OR REPLACE TEMP TABLE stg_kept_out AS SELECT contact_id, 'deleted' AS why "
                 f"FROM stg_contacts WHERE contact_id IN ({_DELETED})")
@@ -279,6 +280,10 @@ def _mark_kept_out(con: duckdb.DuckDBPyConnection, hasher: KeyedHasher | None) -
                 SELECT contact_id, {hasher.sql('contact_id', 'contact_id')} AS h, 'contact_id' AS k FROM stg_contacts
                 UNION ALL SELECT contact_id, {hasher.sql('email', 'email_key')}, 'email' FROM stg_contacts
                 UNION ALL SELECT contact_id, {hasher.sql('phone', 'phone_key')}, 'phone' FROM stg_contacts
+                UNION ALL SELECT contact_id, {hasher.sql('email', 'k')}, 'email' FROM (
+                    SELECT contact_id, unnest(additional_email_keys) AS k FROM stg_contacts)
+                UNION ALL SELECT contact_id, {hasher.sql('phone', 'k')}, 'phone' FROM (
+                    SELECT contact_id, unnest(additional_phone_keys) AS k FROM stg_contacts)
             ) c JOIN suppression s ON s.key_kind = c.k AND s.key_hash = c.h
             WHERE c.contact_id NOT IN (SELECT contact_id FROM stg_kept_out)""")
     if con.execute("SELECT count(*) FROM purged_contacts").fetchone()[0]:

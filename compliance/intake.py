@@ -178,7 +178,8 @@ def _record(con: duckdb.DuckDBPyConnection, name: str, parsed: RequestFile, requ
         con.execute("DELETE FROM pending_subjects WHERE request_id = ?", [request.request_id])
         con.executemany(
             "INSERT INTO pending_subjects VALUES (?, ?, ?, ?, ?)",
-            [[request.request_id, number, subject.contact_id, subject.email_key(), subject.phone_key()]
+            [[request.request_id, number, subject.contact_id, subject.email_key(),
+              subject.phone_key(settings.default_region)]
              for number, subject in enumerate(request.subjects, start=1)])
     return status
 

@@ -144,12 +144,14 @@ def _restore_one(con: duckdb.DuckDBPyConnection, action: RestoreAction, hasher: 
     """One restore bulk action, inside the caller's transaction: revive, record, settle the request."""
     con.execute("CREATE OR REPLACE TEMP TABLE revived AS SELECT contact_id FROM restore_items "
                 "WHERE bulk_action_id = ? AND outcome = ?", [action.bulk_action_id, Outcome.RESTORED])
-    revived = "FROM contacts WHERE contact_id IN (SELECT contact_id FROM revived)"
+    revived = "FROM contact_identifiers WHERE contact_id IN (SELECT contact_id FROM revived)"
+    # Every identifier of the contact, additional ones included: one left suppressed would keep the restored
+    # contact out of the next snapshot.
     con.execute(f"""
         DELETE FROM suppression WHERE key_hash IN (
-            SELECT {hasher.sql('contact_id', 'contact_id')} {revived}
-            UNION SELECT {hasher.sql('email', 'email_key')} {revived}
-            UNION SELECT {hasher.sql('phone', 'phone_key')} {revived})""")
+            SELECT {hasher.sql('contact_id', 'contact_id')} FROM revived
+            UNION SELECT {hasher.sql('email', 'key')} {revived} AND kind = 'email'
+            UNION SELECT {hasher.sql('phone', 'key')} {revived} AND kind = 'phone')""")
     con.execute("UPDATE contact_lifecycle SET state = ?, restored_at = ?, restored_by = ? "
                 "WHERE contact_id IN (SELECT contact_id FROM revived)",
                 [ContactState.ACTIVE, as_of, action.bulk_action_id])

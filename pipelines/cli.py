@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(demo)
     demo.add_argument("--contacts", type=int, default=10_000, help="contacts to generate (default 10,000)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (same seed, same data)")
-    demo.add_argument("--format", choices=("parquet", "csv"), default="parquet", help="snapshot file format")
+    demo.add_argument("--format", choices=("parquet", "csv", "highlevel"), default="parquet",
+                      help="snapshot format: native parquet or csv files, or a HighLevel API export")
     _common(commands.add_parser("run", help="one compliance run"))
     _common(commands.add_parser("plan", help="the decisions of a run, changing nothing"))
     delete = commands.add_parser("delete", help="a manual bulk delete of listed contacts or of a smart list")
@@ -288,7 +289,7 @@ def cmd_demo(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     if not any(home.requests_inbox.iterdir()) and args.contacts >= 1_000:
         demo_data.write_sample_requests(home.requests_inbox, snapshot_dir, as_of=as_of, seed=args.seed)
     if not load_rules(home.rules_file).rules:
-        home.rules_file.write_text(demo_data.SAMPLE_RULES_YAML)
+        home.rules_file.write_text(demo_data.sample_rules_yaml(snapshot_dir))
     summary = _run_compliance(args, home, as_of)
     summary["demo"] = {"snapshot": str(snapshot_dir), "contacts": args.contacts, "seed": args.seed}
     text = (_summary_text(summary, home) +
@@ -296,7 +297,7 @@ def cmd_demo(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
             f"  snapshot: {snapshot_dir}\n"
             f"  sample requests: {home.requests_inbox}\n"
             f"  rules: {home.rules_file}\n"
-            f"  look at a contact: retention show c-0000001 --home {home.root}\n"
+            f"  look at a contact: retention show {demo_data.example_contact_id(snapshot_dir)} --home {home.root}\n"
             f"  open the Dagster UI: retention ui --home {home.root}  (then http://127.0.0.1:3000)")
     if summary["refused_or_failed"]:
         text += ("\n\nThe demo's refusals are on purpose: a request by a non-admin (R1) and contacts in active "

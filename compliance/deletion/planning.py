@@ -213,8 +213,10 @@ def _plan_sources(con: duckdb.DuckDBPyConnection, rules: Rules, as_of: datetime,
 def subject_matches_sql(sources_table: str) -> str:
     """A WITH clause: `subjects` of the request sources in the table, and their `matches` among all contacts.
 
-    A subject matches every contact with its contact_id, email key or phone key (three equi-joins, not one OR-join,
-    so that DuckDB hashes them over millions of contacts). The clause takes one parameter: SourceKind.REQUEST.
+    A subject matches every contact with its contact_id, or with its email or phone key among the contact's primary
+    and additional identifiers (the view contact_identifiers): the subject's keys become (kind, key) rows joined to
+    the identifiers on both, so that DuckDB hashes two equi-joins over millions of contacts instead of scanning an
+    OR-join. The clause takes one parameter: SourceKind.REQUEST.
 
     Args:
         sources_table: plan_sources or restore_sources.
@@ -229,12 +231,14 @@ def subject_matches_sql(sources_table: str) -> str:
             SELECT s.bulk_action_id, p.subject_no, p.contact_id, p.email_key, p.phone_key
             FROM {sources_table} s JOIN pending_subjects p ON p.request_id = s.source_ref
             WHERE s.source_kind = ?),
+        subject_keys AS (
+            SELECT bulk_action_id, subject_no, 'email' AS kind, email_key AS key FROM subjects
+            WHERE email_key IS NOT NULL
+            UNION ALL SELECT bulk_action_id, subject_no, 'phone', phone_key FROM subjects WHERE phone_key IS NOT NULL),
         matches AS (
             SELECT x.bulk_action_id, x.subject_no, c.contact_id FROM subjects x JOIN contacts c USING (contact_id)
-            UNION SELECT x.bulk_action_id, x.subject_no, c.contact_id FROM subjects x
-                JOIN contacts c ON c.email_key = x.email_key
-            UNION SELECT x.bulk_action_id, x.subject_no, c.contact_id FROM subjects x
-                JOIN contacts c ON c.phone_key = x.phone_key)"""
+            UNION SELECT k.bulk_action_id, k.subject_no, i.contact_id FROM subject_keys k
+                JOIN contact_identifiers i ON i.kind = k.kind AND i.key = k.key)"""
 
 
 def _request_candidates(con: duckdb.DuckDBPyConnection) -> None:

@@ -25,28 +25,33 @@ def suppress_erased(con: duckdb.DuckDBPyConnection, hasher: KeyedHasher, bulk_ac
         bulk_action_id: the legal erasure's bulk action.
         as_of: the run's clock: the suppression's created_at.
     """
-    # The erased contacts' keys, materialised first: otherwise DuckDB may push `hash IS NOT NULL` below the
-    # semi-join and compute the keyed hash of every contact in the store.
+    # The erased contacts' ids and identifiers (primary and additional), materialised first: otherwise DuckDB may
+    # push `hash IS NOT NULL` below the semi-join and compute the keyed hash of every contact in the store.
     erased = """
-        CREATE OR REPLACE TEMP TABLE erased AS SELECT contact_id, email_key, phone_key FROM contacts
+        CREATE OR REPLACE TEMP TABLE erased AS SELECT contact_id FROM contacts
         WHERE contact_id IN (SELECT contact_id FROM doomed UNION SELECT contact_id FROM plan_items
             WHERE bulk_action_id = $bulk_action_id AND outcome = $outcome_already_done AND contact_id IS NOT NULL)"""
     con.execute(erased, parameters(erased, {"bulk_action_id": bulk_action_id}))
-    # An email or phone still carried by an active contact (the same person's other contact, or a shared
-    # line) is not suppressed: it would hide that contact from later snapshots while it stays active here.
-    still_active = ("NOT EXISTS (SELECT 1 FROM contacts a WHERE a.{key} = e.{key} AND a.contact_id NOT IN "
-                    "(SELECT contact_id FROM contact_lifecycle WHERE state = $state_deleted))")
+    # An email or phone still carried by an active contact, as its primary or an additional identifier (the same
+    # person's other contact, or a shared line), is not suppressed: it would hide that contact from later snapshots
+    # while it stays active here.
+    erased_keys = """
+        CREATE OR REPLACE TEMP TABLE erased_keys AS
+        SELECT DISTINCT e.kind, e.key FROM contact_identifiers e
+        WHERE e.contact_id IN (SELECT contact_id FROM erased)
+          AND NOT EXISTS (SELECT 1 FROM contact_identifiers a WHERE a.kind = e.kind AND a.key = e.key
+              AND a.contact_id NOT IN (SELECT contact_id FROM contact_lifecycle WHERE state = $state_deleted))"""
+    con.execute(erased_keys, parameters(erased_keys, {}))
     insert = f"""
         INSERT INTO suppression
         SELECT kind, hash, $bulk_action_id, $as_of FROM (
             SELECT 'contact_id' AS kind, {hasher.sql('contact_id', 'contact_id')} AS hash FROM erased
-            UNION SELECT 'email', {hasher.sql('email', 'e.email_key')} FROM erased e
-                WHERE {still_active.format(key='email_key')}
-            UNION SELECT 'phone', {hasher.sql('phone', 'e.phone_key')} FROM erased e
-                WHERE {still_active.format(key='phone_key')}
+            UNION SELECT 'email', {hasher.sql('email', 'key')} FROM erased_keys WHERE kind = 'email'
+            UNION SELECT 'phone', {hasher.sql('phone', 'key')} FROM erased_keys WHERE kind = 'phone'
             UNION {_unmatched_subject_hashes(hasher)})
         WHERE hash IS NOT NULL AND hash NOT IN (SELECT key_hash FROM suppression)"""
     con.execute(insert, parameters(insert, {"bulk_action_id": bulk_action_id, "as_of": as_of}))
+    con.execute("DROP TABLE erased_keys")
 
 
 def _unmatched_subject_hashes(hasher: KeyedHasher) -> str:

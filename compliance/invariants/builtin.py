@@ -214,13 +214,16 @@ class SuppressedStayErased(Invariant):
             h = run.hasher
             count, samples = run.con.execute(f"""
                 WITH live AS (
-                    SELECT c.contact_id, c.email_key, c.phone_key FROM contacts c
+                    SELECT c.contact_id FROM contacts c
                     LEFT JOIN contact_lifecycle l ON l.contact_id = c.contact_id
                     WHERE l.state IS NULL OR l.state <> 'deleted'),
+                live_keys AS (
+                    SELECT i.contact_id, i.kind, i.key FROM contact_identifiers i
+                    WHERE i.contact_id IN (SELECT contact_id FROM live)),
                 keyed AS (
                     SELECT contact_id, 'contact_id' AS kind, {h.sql('contact_id', 'contact_id')} AS key_hash FROM live
-                    UNION ALL SELECT contact_id, 'email', {h.sql('email', 'email_key')} FROM live
-                    UNION ALL SELECT contact_id, 'phone', {h.sql('phone', 'phone_key')} FROM live),
+                    UNION ALL SELECT contact_id, 'email', {h.sql('email', 'key')} FROM live_keys WHERE kind = 'email'
+                    UNION ALL SELECT contact_id, 'phone', {h.sql('phone', 'key')} FROM live_keys WHERE kind = 'phone'),
                 hit AS (SELECT DISTINCT k.contact_id FROM keyed k
                         JOIN suppression s ON s.key_kind = k.kind AND s.key_hash = k.key_hash)
                 SELECT count(*), list(contact_id ORDER BY contact_id)[1:$samples] FROM hit""",

@@ -15,7 +15,7 @@ from compliance.intake import settle_request_files, take_requests
 from compliance.keys import KeyedHasher
 from compliance.restore import ManualRestore, apply_restores, plan_restores
 from compliance.settings import Rule, Rules, Settings
-from conftest import AS_OF, base_tables, run_deletion, write_request, write_snapshot
+from support.crm import AS_OF, base_tables, run_deletion, write_request, write_snapshot
 from test_highlevel import documented_contact, page
 
 T0 = parse_as_of(AS_OF)

@@ -1,9 +1,10 @@
-"""Tests for the synthetic CRM snapshot, the sample request files and the sample rules of the demo."""
+"""Tests for the synthetic CRM snapshot (native and HighLevel), the sample request files and rules of the demo."""
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -13,7 +14,10 @@ import yaml
 
 from compliance import demo_data
 from compliance.demo_data import SAMPLE_RULES_YAML, TABLES, generate_snapshot, write_sample_requests
+from compliance.home import Home
+from compliance.ingest import ingest_snapshots
 from compliance.schema import BY_NAME, CONTACT_LINKED, MEMBERSHIPS
+from compliance.store import Store
 
 AS_OF = datetime(2026, 11, 10, 8, 0, tzinfo=timezone.utc)
 N = 2_000
@@ -212,3 +216,65 @@ def test_bad_arguments_are_refused(tmp_path):
     with pytest.raises(ValueError):
         generate_snapshot(tmp_path / "x", contacts=10, as_of=AS_OF, fmt="xlsx")
     assert demo_data.generate_snapshot(tmp_path / "tiny", contacts=1, as_of=AS_OF)["contacts"] == 1
+
+
+@pytest.fixture(scope="module")
+def highlevel(tmp_path_factory) -> tuple[Path, dict[str, int]]:
+    folder = tmp_path_factory.mktemp("demo-highlevel") / "s1"
+    return folder, generate_snapshot(folder, contacts=N, as_of=AS_OF, fmt="highlevel")
+
+
+def test_the_highlevel_demo_is_the_same_crm_as_api_pages_with_api_ids(highlevel, snapshots, tmp_path):
+    folder, counts = highlevel
+    home = Home(tmp_path / "home")
+    home.init()
+    shutil.copytree(folder, home.snapshots_inbox / "s1")
+
+    with Store(home).connect() as con:
+        [ingested] = ingest_snapshots(con, home, as_of=AS_OF).ingested
+        ids = [row[0] for row in con.execute("SELECT contact_id FROM contacts").fetchall()]
+        additional = con.execute("SELECT count(*) FILTER (WHERE len(additional_email_keys) > 0), "
+                                 "count(*) FILTER (WHERE len(additional_phone_keys) > 0) FROM contacts").fetchone()
+        orphans = con.execute("SELECT count(*) FROM notes WHERE contact_id NOT IN (SELECT contact_id FROM contacts)"
+                              ).fetchone()[0]
+        scoped = con.execute("SELECT user_id, location_ids FROM staff WHERE len(location_ids) > 0").fetchall()
+        locations = {row[0] for row in con.execute("SELECT DISTINCT location_id FROM contacts").fetchall()}
+        unparsed = con.execute("SELECT unparsed_phones FROM snapshots").fetchone()[0]
+
+    assert ingested.not_provided == () and ingested.row_counts == counts
+    assert counts == snapshots["parquet"][1]
+    assert len(set(ids)) == N and all(len(i) == 20 and i.isalnum() for i in ids)
+    assert not any(i.startswith("c-") for i in ids)
+    assert 0.07 * N < additional[0] < 0.13 * N and 0.03 * N < additional[1] < 0.07 * N
+    assert orphans == 0 and unparsed == 0
+    assert len(scoped) == 2 and all(len(locs) == 1 and locs[0] in locations for _, locs in scoped)
+    page = json.loads((folder / "highlevel" / "contacts" / "page-00001.json").read_text())
+    assert len(page["contacts"]) == demo_data.HIGHLEVEL_PAGE and page["meta"]["nextPage"] == 2
+    shapes = {type(e).__name__ for p in sorted((folder / "highlevel" / "contacts").glob("*.json"))[:5]
+              for c in json.loads(p.read_text())["contacts"] for e in c["additionalEmails"]}
+    assert shapes == {"str", "dict"}
+
+
+def test_the_highlevel_demo_is_deterministic_and_its_requests_and_rules_name_its_own_ids(highlevel, snapshots,
+                                                                                       tmp_path):
+    folder, _ = highlevel
+    again = tmp_path / "again"
+    generate_snapshot(again, contacts=N, as_of=AS_OF, fmt="highlevel")
+    staff = demo_data.staff_ids(folder)
+
+    paths = write_sample_requests(tmp_path / "requests", folder, as_of=AS_OF)
+
+    for relative in ("highlevel/contacts/page-00007.json", "highlevel/users/page-00001.json",
+                     "highlevel/notes/page-00003.json"):
+        assert (folder / relative).read_bytes() == (again / relative).read_bytes()
+    assert all(len(user_id) == 20 for user_id in staff.values()) and len(set(staff.values())) == 6
+    documents = [json.loads(p.read_text()) for p in paths if p.suffix == ".json"]
+    assert [d["requested_by"] for d in documents] == [staff["u-admin-1"], "dana.admin@demo-crm.example",
+                                                      staff["u-user-1"]]
+    contact_ids = {c["id"] for p in (folder / "highlevel" / "contacts").glob("*.json")
+                   for c in json.loads(p.read_text())["contacts"]}
+    assert documents[0]["subjects"][0]["contact_id"] in contact_ids
+    rules = yaml.safe_load(demo_data.sample_rules_yaml(folder))["rules"]
+    assert {r["owner"] for r in rules} == {staff["u-admin-1"]}
+    assert demo_data.sample_rules_yaml(snapshots["parquet"][0]) == SAMPLE_RULES_YAML
+    assert demo_data.staff_ids(snapshots["csv"][0])["u-admin-1"] == "u-admin-1"
