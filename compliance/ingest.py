@@ -237,8 +237,8 @@ def _validate(con: duckdb.DuckDBPyConnection, snapshot_id: str, source: Source) 
         bad = con.execute(f"SELECT _row, {column} FROM {numbered} WHERE {column} IS NULL OR lower(trim({column})) "
                           f"NOT IN ({values}) ORDER BY {order} LIMIT 1").fetchone()
         if bad:
-            raise InputError(f"{where}: {source.locate(bad[0])}: {source.field(column)}: {_shown(bad[1])} is not allowed "
-                             f"(allowed: {', '.join(allowed)})")
+            raise InputError(f"{where}: {source.locate(bad[0])}: {source.field(column)}: {_shown(bad[1])} is not "
+                             f"allowed (allowed: {', '.join(allowed)})")
 
 
 def _check_lengths(con: duckdb.DuckDBPyConnection, source: Source, numbered: str, where: str) -> None:
