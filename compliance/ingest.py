@@ -89,10 +89,8 @@ def ingest_snapshots(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datet
     identifiers.register(con, region)
     seen = dict(con.execute("SELECT snapshot_id, content_hash FROM snapshots").fetchall())
     pending: list[tuple[str, str, list[Source]]] = []
-    # A folder starting with '.' is an upload still in progress.
-    folders = _snapshot_folders(home)
     latest = max(seen, default=None)
-    for folder in folders:
+    for folder in _snapshot_folders(home):
         _refuse_odd_entries(folder)
         content_hash = snapshot_hash(folder)
         if folder.name in seen:
