@@ -182,7 +182,7 @@ def test_a_memory_limit_given_to_the_store_directly_cannot_inject_sql(home, tmp_
     pwned = tmp_path / "pwned.csv"
     crafted = f"2GB'; COPY (SELECT 42) TO '{pwned}'; SET threads='1"
 
-    with pytest.raises(Exception):
+    with pytest.raises(InputError, match="memory_limit"):
         Store(home, memory_limit=crafted).connect().close()
 
     assert not pwned.exists()
