@@ -19,5 +19,6 @@ def crm_snapshots(context: dg.AssetExecutionContext, retention: RetentionResourc
         "out_of_order_ignored": result.out_of_order,
         "skipped_deleted_contacts": sum(s.skipped_deleted for s in result.ingested),
         "skipped_suppressed_contacts": sum(s.skipped_suppressed for s in result.ingested),
+        "removed_contacts": sum(s.removed_contacts for s in result.ingested),
         "row_counts": row_counts,
     })

@@ -16,8 +16,7 @@ import duckdb
 
 from compliance.errors import InputError
 from compliance.schema import BY_NAME, TABLES
-from compliance.snapshot_formats import (SnapshotFormat, Source, empty_source, first_line, native_file, native_source,
-                                         register)
+from compliance.snapshot_formats import SnapshotFormat, Source, empty_source, native_file, native_source, register
 from compliance.sql import sql_string
 
 FOLDER = "highlevel"
@@ -218,8 +217,9 @@ def _run(con: duckdb.DuckDBPyConnection, folder: Path, files: list[Path], sql: s
     try:
         con.execute(sql)
     except duckdb.Error as exc:
-        raise InputError(f"snapshot {folder.name}: {_culprit(con, folder, files)}: cannot read: "
-                         f"{first_line(exc)}") from None
+        # DuckDB's message quotes the JSON it stopped at, personal data and all: only its kind is shown.
+        raise InputError(f"snapshot {folder.name}: {_culprit(con, folder, files)}: cannot read: not well-formed "
+                         f"JSON of this collection (DuckDB {type(exc).__name__})") from None
 
 
 def _culprit(con: duckdb.DuckDBPyConnection, folder: Path, files: list[Path]) -> str:

@@ -156,3 +156,24 @@ def phone_sql(expr: str) -> str:
 def phone_key_sql(expr: str) -> str:
     """SQL for the phone_key of `expr` (needs `register` on the connection)."""
     return f"ltrim({phone_sql(expr)}, '+')"
+
+
+_ISO_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}([T ][0-9:.]+)?(Z|[+-]\d{2}:?\d{2})?", re.ASCII)
+
+
+def could_identify(text: str) -> bool:
+    """Whether a bad value may be an email or a phone, so that a message must not quote it.
+
+    Messages about bad input name the file, row and field, and show the value only when it plainly is not an
+    identifier (`'maybe' is not a boolean`): no '@', and fewer than seven digits unless it is an ISO date.
+
+    Args:
+        text: the value as read.
+
+    Returns:
+        True when the value must not be shown.
+    """
+    if "@" in text or "\uff20" in text:
+        return True
+    digits = sum(ch.isdigit() for ch in text)
+    return digits >= 7 and not _ISO_MOMENT.fullmatch(text.strip())

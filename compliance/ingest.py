@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,11 +19,10 @@ from compliance.home import Home
 from compliance.keys import KeyedHasher
 from compliance.schema import ALLOWED_VALUES, CONTACTS
 from compliance.settings import load_settings
-from compliance.snapshot_formats import Source, format_of
+from compliance.snapshot_formats import FIELD_LIMIT_BYTES, Source, format_of, refuse_odd_file, unreadable
 from compliance.progress import Progress, count
+from compliance.sql import quote_identifier
 from compliance.store import transaction
-
-
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class SnapshotIngest:
     skipped_suppressed: int
     unparsed_phones: int = 0
     not_provided: tuple[str, ...] = ()
+    removed_contacts: int = 0
 
 
 @dataclass
@@ -59,10 +61,13 @@ def snapshot_hash(folder: Path) -> str:
 
 
 def ingest_snapshots(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datetime,
-                     progress: Progress = lambda message: None, default_region: str | None = None) -> IngestResult:
+                     progress: Progress = lambda message: None, default_region: str | None = None,
+                     accept_shrink: bool = False) -> IngestResult:
     """Load every snapshot folder not yet ingested, in name order, each in its own transaction.
 
-    All pending snapshots are validated before the first is applied, so bad input changes nothing.
+    All pending snapshots are validated before the first is applied, so bad input changes nothing. A snapshot whose
+    contacts fall by more than settings' max_contact_drop from the snapshot before it is bad input too (an empty
+    export would otherwise drop every contact), unless `accept_shrink`.
 
     Args:
         con: a writable store connection.
@@ -70,6 +75,7 @@ def ingest_snapshots(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datet
         as_of: the run's clock.
         progress: called with a line per long step, and with what a snapshot did not provide.
         default_region: the region of phones written without a country code (default: settings.yaml's).
+        accept_shrink: load a snapshot however many contacts it drops (`retention run --accept-shrink`).
 
     Returns:
         The snapshots ingested and those passed over.
@@ -78,15 +84,14 @@ def ingest_snapshots(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datet
         InputError: naming the snapshot, table, column and row of the first problem.
     """
     result = IngestResult()
-    region = default_region or load_settings(home.settings_file).default_region
+    settings = load_settings(home.settings_file)
+    region = default_region or settings.default_region
     identifiers.register(con, region)
     seen = dict(con.execute("SELECT snapshot_id, content_hash FROM snapshots").fetchall())
     pending: list[tuple[str, str, list[Source]]] = []
-    # A folder starting with '.' is an upload still in progress.
-    folders = sorted(p for p in home.snapshots_inbox.iterdir()
-                     if p.is_dir() and not p.name.startswith(".")) if home.snapshots_inbox.exists() else []
     latest = max(seen, default=None)
-    for folder in folders:
+    for folder in _snapshot_folders(home):
+        _refuse_odd_entries(folder)
         content_hash = snapshot_hash(folder)
         if folder.name in seen:
             bucket = result.already_ingested if seen[folder.name] == content_hash else result.changed_after_ingest
@@ -97,10 +102,15 @@ def ingest_snapshots(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datet
             result.out_of_order.append(folder.name)
             continue
         pending.append((folder.name, content_hash, format_of(folder).sources(con, folder, str(len(pending)))))
+    contacts = _last_contact_count(con)
     for snapshot_id, _, sources in pending:
         progress(f"validating snapshot {snapshot_id}")
         for source in sources:
-            _validate(con, snapshot_id, source)
+            try:
+                _validate(con, snapshot_id, source)
+            except duckdb.Error as exc:
+                raise InputError(unreadable(source.where(snapshot_id), source.path, exc)) from None
+        contacts = _check_shrink(con, snapshot_id, sources, contacts, settings.max_contact_drop, accept_shrink)
     hasher = KeyedHasher(home.secret()).register(con) if home.secret_file.exists() else None
     for snapshot_id, content_hash, sources in pending:
         progress(f"loading snapshot {snapshot_id}")
@@ -115,8 +125,70 @@ def ingest_snapshots(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datet
     return result
 
 
+def _snapshot_folders(home: Home) -> list[Path]:
+    """The snapshot folders in inbox/snapshots, by name; a symbolic link or an odd file there is refused.
+
+    A folder starting with '.' is an upload still in progress; a regular file beside the folders is not a snapshot.
+    """
+    if not home.snapshots_inbox.exists():
+        return []
+    folders = []
+    for path in sorted(home.snapshots_inbox.iterdir()):
+        if path.name.startswith("."):
+            continue
+        mode = os.lstat(path).st_mode
+        if stat.S_ISLNK(mode):
+            raise InputError(f"snapshot {path.name}: inbox/snapshots/{path.name} is a symbolic link; a snapshot must "
+                             f"be a folder inside the home (copy it in instead)")
+        if stat.S_ISDIR(mode):
+            folders.append(path)
+        elif not stat.S_ISREG(mode):
+            raise InputError(f"inbox/snapshots/{path.name}: not a folder nor a regular file (a device, FIFO or "
+                             f"socket); refused")
+    return folders
+
+
+def _refuse_odd_entries(folder: Path) -> None:
+    """Refuse a symbolic link or a non-regular file anywhere in a snapshot folder, before anything reads it."""
+    for root, directories, files in os.walk(folder):
+        for name in sorted(directories + files):
+            path = Path(root) / name
+            where = f"snapshot {folder.name}: {path.relative_to(folder)}"
+            if stat.S_ISDIR(os.lstat(path).st_mode):
+                continue
+            refuse_odd_file(path, where)
+
+
+def _last_contact_count(con: duckdb.DuckDBPyConnection) -> int | None:
+    row = con.execute("SELECT CAST(json_extract(row_counts, '$.contacts') AS BIGINT) FROM snapshots "
+                      "ORDER BY snapshot_id DESC LIMIT 1").fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def _check_shrink(con: duckdb.DuckDBPyConnection, snapshot_id: str, sources: list[Source], previous: int | None,
+                  max_drop: float, accept_shrink: bool) -> int:
+    """Refuse a snapshot with many fewer contacts than the one before it (unless accepted); return its count."""
+    [source] = [source for source in sources if source.spec.name == "contacts"]
+    contacts = con.execute(f"SELECT count(*) FROM {source.relation}").fetchone()[0]
+    if previous and not accept_shrink and (previous - contacts) / previous > max_drop:
+        raise InputError(
+            f"snapshot {snapshot_id}: contacts fall from {previous:,} to {contacts:,}, a drop of "
+            f"{(previous - contacts) / previous:.0%}, more than {max_drop:.0%} (max_contact_drop in settings.yaml); "
+            f"nothing was loaded. If the export is complete, run `retention run --accept-shrink`")
+    return contacts
+
+
+def _shown(value: object) -> str:
+    """A bad value as a message may show it: quoted when it cannot be an email or a phone, else only its length."""
+    text = str(value)
+    if identifiers.could_identify(text) or len(text) > 60:
+        return f"a value of {len(text)} characters (not shown)"
+    return repr(text)
+
+
 def _cast(con: duckdb.DuckDBPyConnection, source: Source, column: str) -> str:
     sql_type = source.spec.all_columns[column]
+    column = quote_identifier(column)
     if sql_type == "VARCHAR[]":
         source_type = con.execute(
             f"SELECT typeof({column}) FROM {source.relation} LIMIT 1").fetchone()
@@ -133,6 +205,7 @@ def _validate(con: duckdb.DuckDBPyConnection, snapshot_id: str, source: Source) 
     spec, where = source.spec, f"snapshot {snapshot_id}: table {source.spec.name}"
     numbered = f"(SELECT {source.row_sql} AS _row, * FROM {source.relation})"
     order = source.order_column
+    _check_lengths(con, source, numbered, source.where(snapshot_id))
     for column, sql_type in spec.columns.items():
         if sql_type in ("VARCHAR", "VARCHAR[]"):
             continue
@@ -142,7 +215,8 @@ def _validate(con: duckdb.DuckDBPyConnection, snapshot_id: str, source: Source) 
         ).fetchone()
         if bad:
             kind = {"BOOLEAN": "a boolean (true/false)"}.get(sql_type, "a timestamp (ISO 8601)")
-            raise InputError(f"{where}: {source.locate(bad[0])}: {source.field(column)}: {bad[1]!r} is not {kind}")
+            raise InputError(f"{where}: {source.locate(bad[0])}: {source.field(column)}: {_shown(bad[1])} is not "
+                             f"{kind}")
     for column in spec.key:
         bad = con.execute(f"SELECT _row FROM {numbered} WHERE {column} IS NULL OR trim(CAST({column} AS VARCHAR)) = ''"
                           f" ORDER BY {order} LIMIT 1").fetchone()
@@ -153,7 +227,7 @@ def _validate(con: duckdb.DuckDBPyConnection, snapshot_id: str, source: Source) 
     duplicate = con.execute(f"SELECT {key}, count(*) FROM {source.relation} GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
                             ).fetchone()
     if duplicate:
-        raise InputError(f"{where}: {key} {', '.join(map(str, duplicate[:-1]))} appears {duplicate[-1]} times")
+        raise InputError(f"{where}: {key} {', '.join(map(_shown, duplicate[:-1]))} appears {duplicate[-1]} times")
     for (table, column), allowed in ALLOWED_VALUES.items():
         if table != spec.name:
             continue
@@ -161,8 +235,28 @@ def _validate(con: duckdb.DuckDBPyConnection, snapshot_id: str, source: Source) 
         bad = con.execute(f"SELECT _row, {column} FROM {numbered} WHERE {column} IS NULL OR lower(trim({column})) "
                           f"NOT IN ({values}) ORDER BY {order} LIMIT 1").fetchone()
         if bad:
-            raise InputError(f"{where}: {source.locate(bad[0])}: {source.field(column)}: {bad[1]!r} is not allowed "
-                             f"(allowed: {', '.join(allowed)})")
+            raise InputError(f"{where}: {source.locate(bad[0])}: {source.field(column)}: {_shown(bad[1])} is not "
+                             f"allowed (allowed: {', '.join(allowed)})")
+
+
+def _check_lengths(con: duckdb.DuckDBPyConnection, source: Source, numbered: str, where: str) -> None:
+    """Refuse a value longer than FIELD_LIMIT_BYTES, at its row. One pass over every value of every column, which
+    also makes DuckDB read the whole file now, before anything is loaded, so that a bad byte deep in it fails here."""
+    columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source.relation}").fetchall()]
+    if not columns:
+        return
+    lengths = con.execute("SELECT " + ", ".join(
+        f"max(strlen(CAST({quote_identifier(column)} AS VARCHAR)))" for column in columns)
+        + f" FROM {source.relation}").fetchone()
+    for column, length in zip(columns, lengths):
+        if length is not None and length > FIELD_LIMIT_BYTES:
+            quoted = quote_identifier(column)
+            row, size = con.execute(f"SELECT _row, strlen(CAST({quoted} AS VARCHAR)) FROM {numbered} "
+                                    f"WHERE strlen(CAST({quoted} AS VARCHAR)) > ? ORDER BY {source.order_column} "
+                                    f"LIMIT 1", [FIELD_LIMIT_BYTES]).fetchone()
+            name = source.field(column) if column in source.spec.all_columns else f"column {column}"
+            raise InputError(f"{where}: {source.locate(row)}: {name}: too long ({size:,} bytes; the limit is "
+                             f"{FIELD_LIMIT_BYTES:,})")
 
 
 def _staged_select(con: duckdb.DuckDBPyConnection, source: Source, snapshot_id: str) -> str:
@@ -182,9 +276,10 @@ def _staged_select(con: duckdb.DuckDBPyConnection, source: Source, snapshot_id: 
         extra = source.extra_sql
     else:
         extras = [column for column in all_columns if column not in spec.all_columns]
-        extra = ("to_json(struct_pack(" + ", ".join(f'"{c}" := "{c}"' for c in extras) + "))") if extras else "NULL"
-    quoted_id = snapshot_id.replace("'", "''")
-    selected += [f"CAST({extra} AS JSON) AS extra", f"'{quoted_id}' AS snapshot_id"]
+        extra = ("to_json(struct_pack(" + ", ".join(f"{quote_identifier(c)} := {quote_identifier(c)}" for c in extras)
+                 + "))") if extras else "NULL"
+    # The snapshot id is a parameter ($snapshot_id) of the statement that stages it.
+    selected += [f"CAST({extra} AS JSON) AS extra", "CAST($snapshot_id AS VARCHAR) AS snapshot_id"]
     staged = f"SELECT {', '.join(selected)} FROM {source.relation}"
     if spec is not CONTACTS:
         return staged
@@ -225,13 +320,16 @@ def _apply(con: duckdb.DuckDBPyConnection, snapshot_id: str, content_hash: str, 
            as_of: datetime, hasher: KeyedHasher | None) -> SnapshotIngest:
     for source in sources:
         con.execute(f"CREATE OR REPLACE TEMP TABLE stg_{source.spec.name} AS "
-                    f"{_staged_select(con, source, snapshot_id)}")
+                    f"{_staged_select(con, source, snapshot_id)}", {"snapshot_id": snapshot_id})
     unparsed_phones = _finish_contact_keys(con)
     not_provided = tuple(source.spec.name for source in sources if not source.provided)
     _mark_kept_out(con, hasher)
     skipped_deleted, skipped_suppressed = con.execute(
         "SELECT count(*) FILTER (WHERE why <> 'suppressed'), count(*) FILTER (WHERE why = 'suppressed') "
         "FROM stg_kept_out").fetchone()
+    # Contacts the store holds that this full export no longer lists: the ingest removes them, so it says how many.
+    removed_contacts = con.execute(f"SELECT count(*) FROM contacts WHERE contact_id NOT IN ({_DELETED}) "
+                                   f"AND contact_id NOT IN (SELECT contact_id FROM stg_contacts)").fetchone()[0]
     row_counts = {}
     with transaction(con):
         for source in sources:
@@ -251,15 +349,16 @@ def _apply(con: duckdb.DuckDBPyConnection, snapshot_id: str, content_hash: str, 
             row_counts[spec.name] = con.execute(
                 f"SELECT count(*) FROM {spec.name} WHERE snapshot_id = ?", [snapshot_id]).fetchone()[0]
         con.execute("INSERT INTO snapshots (snapshot_id, content_hash, ingested_at, row_counts, skipped_deleted, "
-                    "skipped_suppressed, unparsed_phones, not_provided) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "skipped_suppressed, unparsed_phones, not_provided, removed_contacts) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [snapshot_id, content_hash, as_of, json.dumps(row_counts), skipped_deleted, skipped_suppressed,
-                     unparsed_phones, list(not_provided)])
+                     unparsed_phones, list(not_provided), removed_contacts])
     for source in sources:
         con.execute(f"DROP TABLE IF EXISTS stg_{source.spec.name}")
         for table in source.temp_tables:
             con.execute(f"DROP TABLE IF EXISTS {table}")
     return SnapshotIngest(snapshot_id, content_hash, row_counts, skipped_deleted, skipped_suppressed,
-                          unparsed_phones, not_provided)
+                          unparsed_phones, not_provided, removed_contacts)
 
 
 def _mark_kept_out(con: duckdb.DuckDBPyConnection, hasher: KeyedHasher | None) -> None:

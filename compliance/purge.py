@@ -16,8 +16,8 @@ from compliance.home import Home
 from compliance.keys import KeyedHasher
 from compliance.schema import CONTACT_LINKED, MEMBERSHIPS
 from compliance.settings import Settings
-from compliance.sql import load_sql, parameters, table_exists
-from compliance.store import Store, transaction
+from compliance.sql import load_sql, parameters, sql_string, table_exists
+from compliance.store import Store, configure, transaction
 from compliance.vocabulary import BulkActionKind, BulkActionStatus, Outcome
 
 PURGED_LABEL_PREFIX = "purged:"
@@ -162,10 +162,9 @@ def compact_store(store: Store) -> int:
         leftover.unlink(missing_ok=True)
     with duckdb.connect() as con:
         # The copy honours the store's memory limit, spilling beside it, like every other step.
-        con.execute(f"SET memory_limit = '{store.memory_limit}'")
-        con.execute(f"SET temp_directory = '{store.home.store_dir / 'tmp'}'")
-        con.execute(f"ATTACH '{source}' AS old")
-        con.execute(f"ATTACH '{target}' AS new")
+        configure(con, store.memory_limit, store.home.store_dir / "tmp")
+        con.execute(f"ATTACH {sql_string(str(source))} AS old")
+        con.execute(f"ATTACH {sql_string(str(target))} AS new")
         con.execute("COPY FROM DATABASE old TO new")
         con.execute("DETACH new")
         con.execute("DETACH old")

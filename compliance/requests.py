@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import calendar
+import codecs
 import csv
 import hashlib
 import io
 import json
+import os
+import stat
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -103,15 +106,16 @@ def pending_request_files(requests_dir: Path) -> list[Path]:
         requests_dir: the inbox folder for request files; it may not exist yet.
 
     Returns:
-        The *.json and *.csv files (any case of the suffix) in the folder itself, sorted by name; hidden files,
-        reason files and sub-folders such as processed/ and quarantine/ are left out.
+        The *.json and *.csv entries (any case of the suffix) in the folder itself, sorted by name; hidden files,
+        reason files and sub-folders such as processed/ and quarantine/ are left out. A symbolic link or a FIFO
+        with such a name is listed, so that parse_request_file refuses it (and intake quarantines it) by name.
     """
     if not requests_dir.is_dir():
         return []
     return sorted(
         (path for path in requests_dir.iterdir()
-         if path.is_file() and not path.name.startswith(".") and not path.name.endswith(REASON_SUFFIX)
-         and path.suffix.lower() in REQUEST_SUFFIXES),
+         if not stat.S_ISDIR(os.lstat(path).st_mode) and not path.name.startswith(".")
+         and not path.name.endswith(REASON_SUFFIX) and path.suffix.lower() in REQUEST_SUFFIXES),
         key=lambda path: path.name,
     )
 
@@ -124,11 +128,16 @@ def parse_request_file(path: Path) -> RequestFile:
 
     Returns:
         The file's sha256 and its requests; when the file breaks the schema, no requests and an error
-        of one line naming the file and the row or field (never a subject's email or phone).
+        of one line naming the file and the row or field (never a subject's email or phone). A symbolic link or
+        anything but a regular file is refused unread (its hash is then that of what it is and points to).
 
     Raises:
         OSError: when the file itself cannot be read.
     """
+    odd = odd_file(path)
+    if odd:
+        fingerprint = hashlib.sha256(f"{odd}\0{os.readlink(path) if path.is_symlink() else ''}".encode())
+        return RequestFile(path=path, file_hash=fingerprint.hexdigest(), requests=(), error=f"{path.name}: {odd}")
     data = path.read_bytes()
     file_hash = hashlib.sha256(data).hexdigest()
     try:
@@ -136,6 +145,18 @@ def parse_request_file(path: Path) -> RequestFile:
     except _Invalid as exc:
         return RequestFile(path=path, file_hash=file_hash, requests=(), error=f"{path.name}: {exc}")
     return RequestFile(path=path, file_hash=file_hash, requests=requests)
+
+
+def odd_file(path: Path) -> str | None:
+    """Why an inbox entry is not read: a symbolic link (it could name any file the runner can read) or not a
+    regular file (a FIFO would block the read); None for a regular file. Decided without following or opening it.
+    """
+    mode = os.lstat(path).st_mode
+    if stat.S_ISLNK(mode):
+        return "a symbolic link; request files must be regular files (copy the file in instead)"
+    if not stat.S_ISREG(mode):
+        return "not a regular file (a device, FIFO or socket); refused"
+    return None
 
 
 def due_at(request: Request, deadlines: Deadlines) -> datetime | None:
@@ -222,10 +243,13 @@ def _parse(path: Path, data: bytes) -> tuple[Request, ...]:
     suffix = path.suffix.lower()
     if suffix not in REQUEST_SUFFIXES:
         raise _Invalid(f"not a request file (expected {' or '.join(REQUEST_SUFFIXES)})")
+    # Decoded after the byte-order mark, so that the offset of a bad byte counts from the file's first byte.
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        text = data.decode("utf-8-sig")
+        text = data[bom:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _Invalid(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+        offset = bom + exc.start
+        raise _Invalid(f"not UTF-8 text (byte 0x{data[offset]:02x} at offset {offset})") from None
     return (_parse_json(text),) if suffix == ".json" else _parse_csv(text)
 
 
@@ -306,7 +330,7 @@ def _parse_csv(text: str) -> tuple[Request, ...]:
             if fields[name] != group["fields"][name]:
                 raise _Invalid(
                     f"{where}: {name} {_cell(row.get(name))} disagrees with row {group['row']} of request "
-                    f"{request_id!r} ({_cell(group['fields'][name + '_text'])}); a request's rows must agree")
+                    f"{_show(request_id)} ({_cell(group['fields'][name + '_text'])}); a request's rows must agree")
         group["subjects"].append(subject)
     if not groups:
         raise _Invalid("no requests (only a header row)")
@@ -428,5 +452,8 @@ def _cell(value: str | None) -> str:
 
 
 def _show(value: Any, limit: int = 60) -> str:
+    # A value that could be an email or a phone is never repeated: the reason is stored, audited and printed.
+    if isinstance(value, str) and identifiers.could_identify(value):
+        return f"(a value of {len(value)} characters, not shown)"
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 4] + "...'"

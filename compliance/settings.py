@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -13,6 +14,8 @@ from compliance.identifiers import DEFAULT_REGION, valid_region
 from compliance.rules import TRIGGERS, build_triggers
 
 CascadePolicy = Literal["delete", "retain"]
+# DuckDB's own size syntax, and nothing else: the value reaches the engine (as a parameter, never pasted).
+MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.ASCII)
 
 
 class _Strict(BaseModel):
@@ -61,6 +64,8 @@ class Settings(_Strict):
     active_enrollment: Literal["block", "remove"] = "block"
     backup_formats: tuple[Literal["csv", "parquet"], ...] = ("csv", "parquet")
     memory_limit: str = "2GB"
+    # A snapshot with this fraction fewer contacts than the last one is refused unless `run --accept-shrink`.
+    max_contact_drop: float = Field(0.5, ge=0, le=1)
     deadlines: Deadlines = Deadlines()
     # Read when the Dagster definitions load: a change takes effect when `retention ui` restarts.
     request_sensor_interval_seconds: int = Field(30, ge=1)
@@ -74,6 +79,14 @@ class Settings(_Strict):
         if isinstance(data, dict) and "backup_retention_days" not in data and "restore_window_days" in data:
             return {**data, "backup_retention_days": data["restore_window_days"]}
         return data
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if not valid_memory_limit(value):
+            raise ValueError("expected a number and a unit, such as 2GB, 1.5GB or 512MiB "
+                             "(units: B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)")
+        return value
 
     @field_validator("default_region")
     @classmethod
@@ -117,6 +130,11 @@ class Rules(_Strict):
         if repeated:
             raise ValueError(f"rule names must be unique; repeated: {', '.join(repeated)}")
         return rules
+
+
+def valid_memory_limit(value: str) -> bool:
+    """Whether `value` is a DuckDB memory size: a number and a unit (2GB, 1.5GB, 512 MiB)."""
+    return isinstance(value, str) and MEMORY_LIMIT.fullmatch(value) is not None
 
 
 def load_settings(path: Path) -> Settings:

@@ -6,6 +6,11 @@ our names, which the ingest validates and loads the same way whatever the format
 
 from __future__ import annotations
 
+import csv
+import os
+import stat
+import sys
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar
@@ -14,8 +19,16 @@ import duckdb
 
 from compliance.errors import InputError, first_line
 from compliance.schema import TABLES, TableSpec
+from compliance.sql import quote_identifier, sql_string
 
 FILE_SUFFIXES = ("csv", "parquet")
+# The longest value a snapshot field may hold. Longer is a broken export (or an attack), not CRM data; DuckDB's CSV
+# reader is given room for a few such fields on a line so that the field, not the line, is what gets reported.
+FIELD_LIMIT_BYTES = 1_048_576
+CSV_MAX_LINE_BYTES = 16 * FIELD_LIMIT_BYTES
+COLUMN_NAME_LIMIT = 256
+# Types a value of ours can be read from: scalars, not nested values or raw bytes.
+_UNUSABLE_TYPES = ("STRUCT", "MAP", "UNION", "BLOB", "BIT", "[]", "VARIANT")
 SNAPSHOT_FORMATS: dict[str, type["SnapshotFormat"]] = {}
 
 
@@ -47,6 +60,7 @@ class Source:
     order_column: str = "_row"
     field_names: dict[str, str] = field(default_factory=dict)
     temp_tables: tuple[str, ...] = ()
+    path: Path | None = None
 
     def locate(self, row: object) -> str:
         """How a message names the record that `row_sql` gave."""
@@ -57,6 +71,11 @@ class Source:
         if column in self.field_names:
             return f"field {self.field_names[column]}"
         return f"column {column}"
+
+    def where(self, snapshot_id: str) -> str:
+        """How a message names this source: its snapshot, table and (for a native file) the file."""
+        in_file = f": {self.label}" if self.path is not None else ""
+        return f"snapshot {snapshot_id}: table {self.spec.name}{in_file}"
 
 
 class SnapshotFormat:
@@ -93,14 +112,15 @@ def format_of(folder: Path) -> SnapshotFormat:
 
 def empty_source(spec: TableSpec) -> Source:
     """A table the snapshot does not provide: no rows."""
-    columns = ", ".join(f"CAST(NULL AS {sql_type}) AS {name}" for name, sql_type in spec.columns.items())
+    columns = ", ".join(f"CAST(NULL AS {sql_type}) AS {quote_identifier(name)}"
+                        for name, sql_type in spec.columns.items())
     return Source(spec, f"(SELECT {columns} WHERE false)", "not provided", provided=False)
 
 
 def native_file(folder: Path, spec: TableSpec) -> Path | None:
     """The <table>.csv or <table>.parquet file of a table in a folder, None when neither exists."""
     found = [folder / f"{spec.name}.{suffix}" for suffix in FILE_SUFFIXES
-             if (folder / f"{spec.name}.{suffix}").exists()]
+             if os.path.lexists(folder / f"{spec.name}.{suffix}")]
     if len(found) > 1:
         raise InputError(f"snapshot {folder.name}: table {spec.name}: both .csv and .parquet given; keep one")
     return found[0] if found else None
@@ -108,7 +128,7 @@ def native_file(folder: Path, spec: TableSpec) -> Path | None:
 
 def native_source(con: duckdb.DuckDBPyConnection, folder: Path, spec: TableSpec, path: Path,
                   snapshot_id: str | None = None) -> Source:
-    """A native CSV or Parquet table file, checked for its required columns.
+    """A native CSV or Parquet table file, checked for its column names, required columns and their types.
 
     Args:
         con: a connection to read with.
@@ -121,21 +141,158 @@ def native_source(con: duckdb.DuckDBPyConnection, folder: Path, spec: TableSpec,
         The source.
 
     Raises:
-        InputError: when the file cannot be read or lacks a required column.
+        InputError: when the file is not a regular file, cannot be read, has a column name that cannot be used,
+            lacks a required column or gives one as a type it cannot be read from. The message never quotes a value.
     """
     snapshot_id = snapshot_id or folder.name
-    quoted = str(path).replace("'", "''")
-    relation = (f"read_csv('{quoted}', header = true, all_varchar = true)" if path.suffix == ".csv"
-                else f"read_parquet('{quoted}')")
+    where = f"snapshot {snapshot_id}: table {spec.name}: {path.name}"
+    refuse_odd_file(path, where)
+    relation = (f"read_csv({sql_string(str(path))}, header = true, all_varchar = true, "
+                f"max_line_size = {CSV_MAX_LINE_BYTES})" if path.suffix == ".csv"
+                else f"read_parquet({sql_string(str(path))})")
+    if path.suffix == ".csv":
+        check_column_names(csv_header(path, where), where)
     try:
-        columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
+        described = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
     except duckdb.Error as exc:
-        raise InputError(f"snapshot {snapshot_id}: table {spec.name}: cannot read {path.name}: "
-                         f"{first_line(exc)}") from None
-    missing = [column for column in spec.columns if column not in columns]
+        raise InputError(unreadable(where, path, exc)) from None
+    types = {row[0]: row[1] for row in described}
+    if path.suffix != ".csv":
+        check_column_names(list(types), where)
+    missing = [column for column in spec.columns if column not in types]
     if missing:
         raise InputError(f"snapshot {snapshot_id}: table {spec.name}: missing required column {missing[0]}")
-    return Source(spec, relation, path.name)
+    for column, sql_type in spec.all_columns.items():
+        given = types.get(column)
+        if given is None or given == "VARCHAR":
+            continue
+        element = given[:-2] if sql_type == "VARCHAR[]" and given.endswith("[]") else given
+        if any(marker in element for marker in _UNUSABLE_TYPES):
+            expected = "text or a list of text" if sql_type == "VARCHAR[]" else "text or a scalar"
+            raise InputError(f"{where}: column {column}: given as {given}, which cannot be read as {sql_type} "
+                             f"(expected {expected})")
+    return Source(spec, relation, path.name, path=path)
+
+
+def refuse_odd_file(path: Path, where: str) -> None:
+    """Refuse a symbolic link or anything but a regular file, without opening it (a FIFO would block the read).
+
+    Raises:
+        InputError: naming the file and what it is.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError as exc:
+        raise InputError(f"{where}: cannot be read ({exc.strerror})") from None
+    if stat.S_ISLNK(mode):
+        raise InputError(f"{where}: a symbolic link; snapshot files must be regular files inside the home "
+                         f"(copy the file in instead)")
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{where}: not a regular file (a device, FIFO or socket); refused")
+
+
+def csv_header(path: Path, where: str) -> list[str]:
+    """The header cells of a CSV file, read by Python's csv module (DuckDB renames empty and repeated names)."""
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+        with _large_fields():
+            try:
+                return next(csv.reader(handle), [])
+            except csv.Error as exc:
+                raise InputError(f"{where}: header: not valid CSV ({exc})") from None
+
+
+def check_column_names(names: list[str], where: str) -> None:
+    """Refuse a column name that is empty, too long, not UTF-8, holds a control character, or repeats another.
+
+    Names are quoted by compliance.sql.quote_identifier wherever they reach SQL; these are refused because a
+    message could not show them on one line, or because DuckDB would silently rename one of them.
+
+    Raises:
+        InputError: naming the file and the column by its position (never quoting the name).
+    """
+    seen: dict[str, int] = {}
+    for number, name in enumerate(names, start=1):
+        problem = _name_problem(name)
+        if problem is None and name.casefold() in seen:
+            problem = f"repeats the name of column {seen[name.casefold()]}"
+        if problem:
+            raise InputError(f"{where}: column {number}: its name {problem}")
+        seen[name.casefold()] = number
+
+
+def _name_problem(name: str) -> str | None:
+    if not name.strip():
+        return "is empty"
+    if len(name) > COLUMN_NAME_LIMIT:
+        return f"is longer than {COLUMN_NAME_LIMIT} characters"
+    if any(0xDC80 <= ord(c) <= 0xDCFF for c in name):
+        return "is not UTF-8 text"
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
+        return "holds a control character"
+    if name.casefold() == "_row":
+        return "is reserved (the ingest numbers rows under it)"
+    return None
+
+
+def unreadable(where: str, path: Path | None, exc: Exception) -> str:
+    """The one-line message for a file DuckDB could not read: the first problem Python finds in it, else the kind
+    of engine error. DuckDB's own message is never shown: it quotes the line it stopped at, personal data and all.
+
+    Args:
+        where: the snapshot, table and file, as messages begin.
+        path: the file (a CSV is searched for its first bad row), or None.
+        exc: DuckDB's exception.
+
+    Returns:
+        The message.
+    """
+    if path is not None and path.suffix == ".csv":
+        problem = csv_problem(path)
+        if problem:
+            return f"{where}: {problem}"
+    kind = f"not a well-formed {path.suffix[1:].upper()} file" if path is not None else "not well-formed"
+    return f"{where}: cannot be read ({kind}; DuckDB {type(exc).__name__})"
+
+
+def csv_problem(path: Path) -> str | None:
+    """The first row and column of a CSV file that is not UTF-8, too long, or the wrong number of cells.
+
+    Only on the error path: it reads the whole file in Python, one row at a time.
+
+    Returns:
+        "row N: column C: ..." (rows counted after the header, as every message counts them), or None.
+    """
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle, _large_fields():
+        reader = csv.reader(handle)
+        try:
+            header = next(reader, [])
+            for number, cells in enumerate(reader, start=1):
+                if not cells:
+                    continue
+                for index, cell in enumerate(cells):
+                    column = header[index] if index < len(header) and not _name_problem(header[index]) \
+                        else f"{index + 1}"
+                    if any(0xDC80 <= ord(c) <= 0xDCFF for c in cell):
+                        return f"row {number}: column {column}: not UTF-8 text"
+                    size = len(cell.encode("utf-8", "surrogateescape"))
+                    if size > FIELD_LIMIT_BYTES:
+                        return f"row {number}: column {column}: too long ({size:,} bytes; the limit is " \
+                               f"{FIELD_LIMIT_BYTES:,})"
+                if len(cells) != len(header):
+                    return f"row {number}: has {len(cells)} cells but the header has {len(header)} columns"
+        except csv.Error as exc:
+            return f"line {reader.line_num}: not valid CSV ({exc})"
+    return None
+
+
+class _large_fields:
+    """Lift the csv module's field size limit (128 KiB) for a block, so that a long field is measured, not fatal."""
+
+    def __enter__(self) -> None:
+        self.previous = csv.field_size_limit(sys.maxsize)
+
+    def __exit__(self, *exc: object) -> None:
+        csv.field_size_limit(self.previous)
 
 
 @register("native")

@@ -79,6 +79,34 @@ def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
                        "'BASE TABLE'", [name]).fetchone()[0] > 0
 
 
+def quote_identifier(name: str) -> str:
+    """A column or table name as a quoted SQL identifier, whatever characters it holds.
+
+    Inside double quotes DuckDB knows one escape, the doubled quote, so doubling every quote leaves no way out.
+
+    Args:
+        name: the name as the input gave it (a CSV header cell, a Parquet field name).
+
+    Returns:
+        The quoted identifier.
+
+    Raises:
+        ValueError: when the name holds a NUL character, which no identifier may hold.
+    """
+    if "\0" in name:
+        raise ValueError("an identifier cannot hold a NUL character")
+    return '"' + name.replace('"', '""') + '"'
+
+
 def sql_string(text: str) -> str:
-    """A SQL string literal of the text: DuckDB's standard strings have no escapes but the doubled quote."""
+    """A string literal for the places DuckDB takes no parameter (a table function's file name, ATTACH).
+
+    Args:
+        text: any text without a NUL character (a path).
+
+    Returns:
+        The quoted literal; a quote inside is doubled, the only escape DuckDB reads in a string literal.
+    """
+    if "\0" in text:
+        raise ValueError("a string literal cannot hold a NUL character")
     return "'" + text.replace("'", "''") + "'"

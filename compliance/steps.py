@@ -59,6 +59,8 @@ class RunContext:
     run_id: str
     progress: Callable[[str], None] = _silent
     compact: Callable[[], int] | None = None
+    # `retention run --accept-shrink`: the ingest may load a snapshot that drops more contacts than settings allow.
+    accept_shrink: bool = False
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -111,7 +113,8 @@ def pull(ctx: RunContext, *, with_associated: bool = False) -> PullResult | None
 def ingest(ctx: RunContext) -> IngestResult:
     """Check the audit log against its anchor, then load the snapshots waiting in inbox/snapshots, each once."""
     verify_before_writing(ctx.con, ctx.home)
-    return ingest_snapshots(ctx.con, ctx.home, as_of=ctx.as_of, progress=ctx.progress)
+    return ingest_snapshots(ctx.con, ctx.home, as_of=ctx.as_of, progress=ctx.progress,
+                            accept_shrink=ctx.accept_shrink)
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,17 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import duckdb
 
+from compliance.errors import InputError
+
 from compliance.home import Home
 from compliance.keys import KeyedHasher
 from compliance.schema import CONTACTS, TABLES, TableSpec
+from compliance.settings import valid_memory_limit
 
 
 def _crm_table_ddl(spec: TableSpec) -> str:
@@ -120,8 +124,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         " state VARCHAR NOT NULL, http_status INTEGER, attempts INTEGER NOT NULL DEFAULT 0,"
         " updated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (contact_id, bulk_action_id))",
     )),
+    Migration("snapshot_removed_contacts", (
+        # Contacts a snapshot no longer listed, which its ingest therefore removed: never a silent drop.
+        "ALTER TABLE snapshots ADD COLUMN removed_contacts BIGINT NOT NULL DEFAULT 0",
+    )),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
 
 
 class Store:
@@ -155,11 +164,7 @@ class Store:
         if read_only and schema_version(con) < SCHEMA_VERSION:
             con.close()
             read_only, con = False, self._open(False)
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute(f"SET memory_limit = '{self.memory_limit}'")
-        con.execute(f"SET temp_directory = '{self.home.store_dir / 'tmp'}'")
-        if self.threads:
-            con.execute(f"SET threads = {int(self.threads)}")
+        configure(con, self.memory_limit, self.home.store_dir / "tmp", self.threads)
         if self.home.secret_file.exists():
             KeyedHasher(self.home.secret()).register(con)
         if not read_only:
@@ -179,6 +184,30 @@ class Store:
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
+
+
+def configure(con: duckdb.DuckDBPyConnection, memory_limit: str, temp_directory: Path,
+              threads: int | None = None) -> None:
+    """Set the session's time zone, memory limit, spill folder and threads.
+
+    Every value is a parameter, never pasted into the statement: settings.yaml and the home's path are input.
+
+    Args:
+        con: the connection.
+        memory_limit: a DuckDB size such as 2GB (settings.yaml's, validated there).
+        temp_directory: where DuckDB spills above the limit.
+        threads: the number of threads, or None for DuckDB's default.
+
+    Raises:
+        InputError: when the memory limit is not a number and a unit.
+    """
+    if not valid_memory_limit(memory_limit):
+        raise InputError(f"memory_limit: {memory_limit!r} is not a number and a unit such as 2GB")
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET memory_limit = ?", [memory_limit])
+    con.execute("SET temp_directory = ?", [str(temp_directory)])
+    if threads:
+        con.execute("SET threads = ?", [int(threads)])
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:

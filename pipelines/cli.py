@@ -61,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="random seed (same seed, same data)")
     demo.add_argument("--format", choices=("parquet", "csv", "highlevel"), default="parquet",
                       help="snapshot format: native parquet or csv files, or a HighLevel API export")
-    _common(commands.add_parser("run", help="one compliance run"))
+    run = commands.add_parser("run", help="one compliance run")
+    _common(run)
+    run.add_argument("--accept-shrink", action="store_true",
+                     help="load a snapshot even when it drops more contacts than max_contact_drop allows")
     _common(commands.add_parser("plan", help="the decisions of a run, changing nothing"))
     delete = commands.add_parser("delete", help="a manual bulk delete of listed contacts or of a smart list")
     _common(delete)
@@ -182,7 +185,8 @@ def _run_compliance(args: argparse.Namespace, home: Home, as_of: datetime) -> di
 
     started = time.monotonic()
     result = execute_job(home, "compliance_job", as_of=as_of, echo_progress=not args.json,
-                         tags={"retention/command": args.command})
+                         tags={"retention/command": args.command},
+                         accept_shrink=getattr(args, "accept_shrink", False))
     summary = {
         "run_id": result.run_id,
         "as_of": as_of.isoformat(),
@@ -238,7 +242,8 @@ def _summary_text(summary: dict[str, Any], home: Home) -> str:
     elif ingest:
         lines.append("  no new snapshot in inbox/snapshots")
     for key, label in (("skipped_deleted_contacts", "deleted contacts in the snapshot kept deleted"),
-                       ("skipped_suppressed_contacts", "erased people in the snapshot skipped")):
+                       ("skipped_suppressed_contacts", "erased people in the snapshot skipped"),
+                       ("removed_contacts", "contacts no longer in the snapshot removed from the store")):
         if ingest.get(key):
             lines.append(f"  {ingest[key]:,} {label}")
     if ingest.get("changed_after_ingest_ignored"):
@@ -428,14 +433,21 @@ def cmd_requests(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     lines = []
     for record in records:
         flag = {"overdue": "  OVERDUE", "due_soon": "  due within 7 days"}.get(record["deadline"] or "", "")
-        lines.append(f"{record['file']}  {record['request_id'] or '-'}  {record['kind'] or '-'}  "
-                     f"{record['regulation'] or '-'}  {record['status']}  due {record['due_at'] or '-'}{flag}"
-                     + (f"  ({record['reason']})" if record["reason"] else ""))
+        lines.append(f"{_printable(record['file'])}  {_printable(record['request_id'] or '-')}  "
+                     f"{_printable(record['kind'] or '-')}  {_printable(record['regulation'] or '-')}  "
+                     f"{record['status']}  due {record['due_at'] or '-'}{flag}"
+                     + (f"  ({_printable(record['reason'])})" if record["reason"] else ""))
     overdue, due_soon = (sum(1 for r in records if r["deadline"] == flag) for flag in ("overdue", "due_soon"))
     if overdue or due_soon:
         lines.append(f"{overdue} overdue, {due_soon} due within {DUE_SOON_DAYS} days")
     _emit(args, {"requests": records}, "\n".join(lines) or "no request files seen yet")
     return EXIT_OK
+
+
+def _printable(text: str) -> str:
+    """Text from a request file as one terminal line: control and format characters escaped, never interpreted."""
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+                   for ch in str(text))
 
 
 def _extend_request(args: argparse.Namespace, home: Home, as_of: datetime) -> int:

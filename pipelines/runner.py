@@ -27,7 +27,7 @@ def instance_for(home: Home) -> dg.DagsterInstance:
 
 def execute_job(home: Home, job_name: str, *, as_of: datetime, echo_progress: bool,
                 tags: dict[str, str] | None = None, extra_config: dict[str, Any] | None = None,
-                ) -> dg.ExecuteInProcessResult:
+                accept_shrink: bool = False) -> dg.ExecuteInProcessResult:
     """Run one job for this home and clock; the run appears in the UI's history.
 
     Args:
@@ -37,23 +37,25 @@ def execute_job(home: Home, job_name: str, *, as_of: datetime, echo_progress: bo
         echo_progress: print progress lines on stderr.
         tags: run tags (never personal data: they are kept in Dagster's storage).
         extra_config: more run config (ops config for manual actions).
+        accept_shrink: let the ingest load a snapshot that drops more contacts than max_contact_drop allows.
 
     Returns:
         The finished run's result; a failing step re-raises its own exception.
     """
     from pipelines.definitions import defs
 
-    run_config = _run_config(home, as_of, echo_progress=echo_progress)
+    run_config = _run_config(home, as_of, echo_progress=echo_progress, accept_shrink=accept_shrink)
     run_config.update(extra_config or {})
     with instance_for(home) as instance:
         return defs.resolve_job_def(job_name).execute_in_process(
             run_config=run_config, instance=instance, tags=tags or {})
 
 
-def _run_config(home: Home, as_of: datetime, *, echo_progress: bool) -> dict[str, Any]:
+def _run_config(home: Home, as_of: datetime, *, echo_progress: bool, accept_shrink: bool = False) -> dict[str, Any]:
     return {
         "resources": {"retention": {"config": {
-            "home": str(home.root), "as_of": as_of.isoformat(), "echo_progress": echo_progress}}},
+            "home": str(home.root), "as_of": as_of.isoformat(), "echo_progress": echo_progress,
+            "accept_shrink": accept_shrink}}},
         "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
     }
 

@@ -26,6 +26,8 @@ class RetentionResource(dg.ConfigurableResource):
     home: str = ""
     as_of: str = ""
     echo_progress: bool = False
+    # `retention run --accept-shrink`: this run's ingest may load a snapshot with far fewer contacts.
+    accept_shrink: bool = False
 
     _clock: datetime = PrivateAttr()
     _con: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
@@ -72,4 +74,4 @@ class RetentionResource(dg.ConfigurableResource):
         """What the domain's steps need from this run: the store, the home, settings, clock, run id, progress."""
         return RunContext(connect=self.connect, home=self.paths, settings=self.settings(), as_of=self.clock,
                           run_id=context.op_execution_context.run_id, progress=self.progress(context),
-                          compact=self.compact)
+                          compact=self.compact, accept_shrink=self.accept_shrink)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 import warnings
 from datetime import datetime, timedelta, timezone
@@ -29,7 +30,7 @@ import dagster as dg
 
 from compliance.errors import InputError
 from compliance.home import Home
-from compliance.requests import pending_request_files
+from compliance.requests import odd_file, pending_request_files
 from compliance.settings import Settings, load_settings
 from pipelines.jobs import request_job
 from resources import RetentionResource
@@ -77,6 +78,9 @@ def sensor_interval_seconds(home: Home | None = None) -> int:
 def fingerprint(path: Path) -> str | None:
     """The file's sha256, "unreadable:<size>:<mtime_ns>" when it may not be read, None when it has vanished."""
     try:
+        if odd_file(path):
+            # Never opened: a FIFO would block the sensor. Intake refuses it by name; the run only has to start.
+            return f"odd:{os.lstat(path).st_mtime_ns}"
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except FileNotFoundError:
         return None
@@ -101,7 +105,7 @@ def scan(requests_dir: Path, now: float) -> tuple[dict[str, str], list[str]]:
     current, settling = {}, []
     for path in pending_request_files(requests_dir):
         try:
-            modified = path.stat().st_mtime
+            modified = os.lstat(path).st_mtime
         except OSError:
             continue
         if now - modified < SETTLE_SECONDS:

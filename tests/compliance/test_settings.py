@@ -156,3 +156,44 @@ def test_duplicate_rule_names_are_refused(tmp_path):
         load_rules(path)
 
     assert "unique" in str(raised.value) and "same" in str(raised.value)
+
+
+@pytest.mark.parametrize("value", ["2GB", "1.5GB", "512 MiB", "100B", "3 TiB", "750KB"])
+def test_a_memory_limit_of_a_number_and_a_unit_is_accepted(tmp_path, value):
+    (tmp_path / "settings.yaml").write_text(f"memory_limit: {value}\n")
+
+    assert load_settings(tmp_path / "settings.yaml").memory_limit == value
+
+
+@pytest.mark.parametrize("value", ["2GB'; COPY (SELECT 42) TO 'x.csv'; SET threads='1", "2 gigs", "GB", "-1GB",
+                                   "2GB\n", "80%"])
+def test_a_memory_limit_that_is_not_a_number_and_a_unit_is_refused(tmp_path, value):
+    (tmp_path / "settings.yaml").write_text(f"memory_limit: {value!r}\n".replace("\\n", "\\n"))
+
+    with pytest.raises(InputError, match="memory_limit") as raised:
+        load_settings(tmp_path / "settings.yaml")
+
+    assert "\n" not in str(raised.value)
+
+
+def test_a_memory_limit_given_to_the_store_directly_cannot_inject_sql(home, tmp_path):
+    from compliance.store import Store
+
+    pwned = tmp_path / "pwned.csv"
+    crafted = f"2GB'; COPY (SELECT 42) TO '{pwned}'; SET threads='1"
+
+    with pytest.raises(InputError, match="memory_limit"):
+        Store(home, memory_limit=crafted).connect().close()
+
+    assert not pwned.exists()
+
+
+@pytest.mark.parametrize(("value", "accepted"), [(0.0, True), (0.5, True), (1.0, True), (-0.1, False), (1.1, False)])
+def test_the_contact_drop_limit_is_a_fraction(tmp_path, value, accepted):
+    (tmp_path / "settings.yaml").write_text(f"max_contact_drop: {value}\n")
+
+    if accepted:
+        assert load_settings(tmp_path / "settings.yaml").max_contact_drop == value
+    else:
+        with pytest.raises(InputError, match="max_contact_drop"):
+            load_settings(tmp_path / "settings.yaml")
