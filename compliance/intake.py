@@ -121,6 +121,19 @@ def _recorded_name(path: Path, file_hash: str) -> str:
     return path.name
 
 
+def recorded_name(path: Path, file_hash: str) -> str:
+    """The name a request file is recorded under (in the store, the audit trail and Dagster's run tags).
+
+    Args:
+        path: the request file.
+        file_hash: its sha256 (names that hold an email or phone become request-<its first 12 digits>).
+
+    Returns:
+        The file's own name, or the stand-in.
+    """
+    return _recorded_name(path, file_hash)
+
+
 def _screened(parsed: RequestFile) -> tuple[RequestFile, str]:
     """The file and the name it is recorded under; a request_id that looks like an email or phone quarantines it
     (the id is kept in the records and the audit trail)."""
