@@ -51,6 +51,13 @@ memory_limit: 2GB
 # Seconds between two looks of the request-drop sensor at inbox/requests (at least 1).
 # Read when the Dagster UI and daemon start (`retention ui`): restart them after a change.
 request_sensor_interval_seconds: 30
+
+# Seconds a command waits, with a countdown, while another run holds the store; then it exits 1 naming that run.
+store_wait_seconds: 300
+
+# OS users and the staff ids (user_id or email) each may act as with --as-user; unset: anyone may act as anyone.
+# operators:
+#   dana: [u-admin-1]
 """
 
 DEFAULT_RULES_YAML = """\

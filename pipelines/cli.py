@@ -347,7 +347,6 @@ def cmd_plan(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
 def cmd_delete(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     _require_home(home)
     _acting_as(home, args.as_user)
-    _store_ready(home)
     if args.confirm != CONFIRMATION_WORD:
         raise InputError(f"--confirm must be exactly {CONFIRMATION_WORD} (got {args.confirm!r}); nothing was deleted")
     filters = bool(args.tag or args.location or args.inactive_days is not None)
@@ -355,6 +354,7 @@ def cmd_delete(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
         raise InputError("give either --contact ID..., or filters (--tag, --location, --inactive-days), or --all")
     if args.inactive_days is not None and args.inactive_days < 0:
         raise InputError("--inactive-days: must be 0 or more")
+    _store_ready(home)
     config = {"automatic_sources": False, "manual_requested_by": args.as_user,
               "manual_selection_token": _stage(home, args.contact), "manual_tags": args.tag,
               "manual_location": args.location, "manual_inactive_days": args.inactive_days,
