@@ -9,8 +9,8 @@ queued or going.
 
 The cursor is JSON: {"version": 2, "seen": {name key: fingerprint}, "last_run": {"run_key", "attempt",
 "files"} | null}. A name key is the keyed hash of a file's name (a file may be named after the person, and
-Dagster keeps cursors and run tags forever); run tags name files as intake records them. A fingerprint is the sha256 of the file's bytes (the same as the `file_hash` of its request
-records), or "unreadable:<size>:<mtime>" for a file the sensor may not read: that one still launches a run,
+Dagster keeps cursors and run tags forever); run tags name files as intake records them. A fingerprint is the
+sha256 of the file's bytes (the same as the `file_hash` of its request records), or "unreadable:<size>:<mtime>" for a file the sensor may not read: that one still launches a run,
 whose intake quarantines it with the reason. The run_key is made of the (name, fingerprint) pairs of the batch,
 so the instance never launches the same batch twice; a batch whose run failed is tried again, with the attempt
 number in its run_key, up to MAX_ATTEMPTS runs.
@@ -181,7 +181,8 @@ def _retry(instance: dg.DagsterInstance, last_run: dict[str, Any] | None, curren
         return {}, 1, None
     if last_run["attempt"] >= MAX_ATTEMPTS:
         return {}, 1, (f"run {runs[0].run_id} failed on attempt {last_run['attempt']} of {MAX_ATTEMPTS}; "
-                       f"{len(files)} file(s) stay in the inbox for the daily run: {_files_tag([shown.get(key, key) for key in files])}")
+                       f"{len(files)} file(s) stay in the inbox for the daily run: "
+                       f"{_files_tag([shown.get(key, key) for key in files])}")
     return files, last_run["attempt"] + 1, None
 
 
