@@ -238,3 +238,16 @@ def test_a_moved_home_finds_its_backups_where_it_now_is(home, con, tmp_path):
         [(path,)] = relocated.execute("SELECT path FROM backups").fetchall()
         assert backup_folder(relocated, path) == moved.backups_dir / bulk_action_id
         assert (backup_folder(relocated, path) / MANIFEST).is_file()
+
+
+def test_a_command_that_finds_the_store_busy_exits_1_with_one_line_naming_the_holder(home, held_store, capsys):
+    from pipelines.cli import main
+
+    home.settings_file.write_text("store_wait_seconds: 0\n")
+
+    code = main(["status", "--home", str(home.root)])
+
+    error = capsys.readouterr().err.splitlines()
+    assert code == 1
+    assert error[0].startswith(f"another run holds the store (pid {held_store.pid}")
+    assert error[-1].startswith("retention: busy: another run holds the store") and len(error) == 2
