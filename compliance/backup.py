@@ -192,12 +192,19 @@ def remove_backup(folder: Path) -> None:
         _remove(path)
 
 
-def remove_orphans(backups_dir: Path, keep: Iterable[str]) -> list[str]:
+def remove_orphans(backups_dir: Path, keep: Iterable[str], *, committed: Iterable[str] = (),
+                   audit_file: Path | None = None) -> list[str]:
     """Remove backup folders the store does not know, and leftovers of backups that never finished.
+
+    A folder is never removed when its manifest names a committed bulk action, or when the audit log records a
+    bulk action of its name: the store may have lost its record of it (a store restored from an older copy), and
+    the backup may be the only copy left of what that bulk action deleted.
 
     Args:
         backups_dir: the folder holding one sub-folder per backup.
         keep: names of the backup folders to keep (the store's live backups).
+        committed: ids of the bulk actions the store holds.
+        audit_file: the home's audit log, read only when a folder would otherwise be removed.
 
     Returns:
         The names removed, sorted.
@@ -205,16 +212,51 @@ def remove_orphans(backups_dir: Path, keep: Iterable[str]) -> list[str]:
     backups_dir = Path(backups_dir)
     if not backups_dir.is_dir():
         return []
-    keep = set(keep)
+    keep, committed = set(keep), set(committed)
+    audited: set[str] | None = None
     removed = []
     for path in sorted(backups_dir.iterdir()):
         leftover = path.name.endswith(PARTIAL_SUFFIX)
         if path.name in keep and not leftover:
             continue
+        if not leftover and path.is_dir() and not path.is_symlink():
+            if _manifest_action(path) in committed:
+                continue
+            if audited is None:
+                audited = _audited_actions(audit_file)
+            if path.name in audited or _manifest_action(path) in audited:
+                continue
         if leftover or path.is_dir() or path.is_symlink():
             _remove(path)
             removed.append(path.name)
     return removed
+
+
+def _manifest_action(folder: Path) -> str | None:
+    """The bulk action a backup folder's manifest names, if it has a readable one."""
+    try:
+        return str(json.loads((folder / MANIFEST).read_text())["bulk_action_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _audited_actions(audit_file: Path | None) -> set[str]:
+    """The bulk action ids the audit log records (bulk_action.* entries); empty without a readable log."""
+    if audit_file is None:
+        return set()
+    ids = set()
+    try:
+        with Path(audit_file).open(encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(entry, dict) and str(entry.get("event", "")).startswith("bulk_action."):
+                    ids.add(str((entry.get("fields") or {}).get("bulk_action_id")))
+    except OSError:
+        return set()
+    return ids
 
 
 def _check_formats(formats: Sequence[str]) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import duckdb
 
+from compliance.operators import current_operator
 from compliance.vocabulary import COUNTED_OUTCOMES, DONE_OUTCOME, BulkActionKind, BulkActionStatus
 
 
@@ -65,13 +66,14 @@ def record_bulk_action(con: duckdb.DuckDBPyConnection, action: BulkAction, *, cr
         run_id: the Dagster run, if any.
     """
     counted = [DONE_OUTCOME[action.kind], *COUNTED_OUTCOMES]
+    operator = current_operator()
     con.execute(f"""
         INSERT INTO bulk_actions (bulk_action_id, kind, source, source_ref, requested_by, regulation,
-            requester_authorized, created_at, applied_at, status, reason, run_id,
+            requester_authorized, created_at, applied_at, status, reason, run_id, os_user, host,
             total, done, {', '.join(COUNTED_OUTCOMES)})
-        SELECT ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, ?, ?,
+        SELECT ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, ?, ?, ?, ?,
                count(*), {', '.join('count(*) FILTER (WHERE outcome = ?)' for _ in counted)}
         FROM bulk_action_items WHERE bulk_action_id = ?""",
                 [action.bulk_action_id, action.kind, action.source, action.source_ref, action.requested_by,
                  action.regulation, action.requester_authorized, created_at, action.status, action.reason, run_id,
-                 *counted, action.bulk_action_id])
+                 operator.os_user, operator.host, *counted, action.bulk_action_id])

@@ -11,6 +11,7 @@ from typing import Any
 import duckdb
 
 from compliance.metrics import ANSWERED_SQL
+from compliance.store import home_of
 
 # Where a deletion came from, by the bulk action's source ("request <file>", "rule <name>", "manual") and whether
 # the request was a legal erasure; never the file or rule name, which a user may have named after a person.
@@ -99,7 +100,9 @@ def build_history(con: duckdb.DuckDBPyConnection, *, as_of: datetime) -> History
         SELECT day, count(b.bulk_action_id), coalesce(sum(b.total_rows), 0)::BIGINT FROM days
         LEFT JOIN backups b ON b.created_as_of::DATE <= day AND (b.expired_at IS NULL OR b.expired_at::DATE > day)
         WHERE day IS NOT NULL GROUP BY day ORDER BY day""", [as_of]).fetchall()
-    held = [Path(path) for (path,) in con.execute("SELECT path FROM backups WHERE expired_at IS NULL").fetchall()]
+    home = home_of(con)
+    held = [home.root / path if home is not None else Path(path)
+            for (path,) in con.execute("SELECT path FROM backups WHERE expired_at IS NULL").fetchall()]
     return History(as_of=as_of, deletions_by_day=[tuple(row) for row in deletions],
                    restores_purges_by_day=[tuple(row) for row in restores_purges],
                    requests_by_week=[(w, r, a, _float(p50), _float(p95)) for w, r, a, p50, p95 in weekly],

@@ -15,6 +15,10 @@ from compliance.errors import InputError
 
 DEFAULT_HOME = "retention_home"
 
+
+class OutsideHome(ValueError):
+    """A recorded path leads outside its home: it is never read, written or removed."""
+
 DEFAULT_SETTINGS_YAML = """\
 # Contact retention settings. Every key is optional; the values below are the defaults.
 
@@ -53,6 +57,13 @@ memory_limit: 2GB
 # Seconds between two looks of the request-drop sensor at inbox/requests (at least 1).
 # Read when the Dagster UI and daemon start (`retention ui`): restart them after a change.
 request_sensor_interval_seconds: 30
+
+# Seconds a command waits, with a countdown, while another run holds the store; then it exits 1 naming that run.
+store_wait_seconds: 300
+
+# OS users and the staff ids (user_id or email) each may act as with --as-user; unset: anyone may act as anyone.
+# operators:
+#   dana: [u-admin-1]
 """
 
 DEFAULT_RULES_YAML = """\
@@ -228,6 +239,71 @@ class Home:
 
     def exists(self) -> bool:
         return self.settings_file.exists()
+
+    def relative(self, path: str | os.PathLike) -> str:
+        """How a path inside the home is recorded in the store: relative to the root, so a copied or moved home
+        keeps pointing at its own files.
+
+        Args:
+            path: a path inside the home.
+
+        Returns:
+            The POSIX path relative to the root.
+
+        Raises:
+            OutsideHome: the path is not inside the home.
+        """
+        resolved = Path(path).resolve()
+        if not resolved.is_relative_to(self.root):
+            raise OutsideHome(f"{path} is not inside the home {self.root}")
+        return resolved.relative_to(self.root).as_posix()
+
+    def inside(self, recorded: str | os.PathLike) -> Path:
+        """The file a recorded path names, which must lie inside this home (symlinks resolved).
+
+        Args:
+            recorded: a path as the store records it: relative to the root, or absolute as stores before schema
+                step `relative_home_paths` recorded it.
+
+        Returns:
+            The absolute path.
+
+        Raises:
+            OutsideHome: the path leads outside the home (another home's file, `..`, a symlink out): an operation
+                never touches a file outside its own home.
+        """
+        path = Path(recorded)
+        resolved = (path if path.is_absolute() else self.root / path).resolve()
+        if resolved == self.root or not resolved.is_relative_to(self.root):
+            raise OutsideHome(f"{recorded} is outside the home {self.root}; it is left alone")
+        return resolved
+
+    def history(self, *, with_dagster_runs: bool = True) -> list[str]:
+        """What shows this home has been used: audit entries, backups, handled request files, reports, Dagster runs.
+
+        A home with history and no store lost its store file; starting a new one would ingest old snapshots
+        again and bring erased people back, so the store refuses to start over (see compliance.store).
+
+        Args:
+            with_dagster_runs: count the Dagster instance's run history (off inside a run, which is history itself).
+
+        Returns:
+            One phrase per kind of history found; empty for a new home.
+        """
+        found = []
+        if self.audit_file.is_file() and self.audit_file.stat().st_size:
+            found.append(f"audit entries ({self.audit_file})")
+        if self.backups_dir.is_dir() and any(self.backups_dir.iterdir()):
+            found.append(f"backups ({self.backups_dir})")
+        handled = [self.requests_inbox / folder for folder in ("processed", "quarantine")]
+        if any(folder.is_dir() and any(folder.iterdir()) for folder in handled):
+            found.append(f"handled request files ({self.requests_inbox}/processed, quarantine)")
+        if self.reports_dir.is_dir() and any(path.name != "data_docs" for path in self.reports_dir.iterdir()):
+            found.append(f"run reports ({self.reports_dir})")
+        runs = self.dagster_home / "history"
+        if with_dagster_runs and runs.is_dir() and any(runs.iterdir()):
+            found.append(f"a Dagster run history ({runs})")
+        return found
 
     def init(self, dagster_yaml: str | None = None) -> list[Path]:
         """Create the home's folders and default files; never overwrite what is there.

@@ -13,6 +13,7 @@ import duckdb
 from compliance.audit import AuditLog, personal_data_kind
 from compliance.errors import InputError
 from compliance.home import Home
+from compliance.redaction import redact_text
 from compliance.requests import (Request, RequestFile, add_months, archive, due_at, parse_request_file,
                                  pending_request_files, quarantine)
 from compliance.settings import Deadlines, Settings
@@ -131,6 +132,19 @@ def _recorded_name(path: Path, file_hash: str) -> str:
     return path.name
 
 
+def recorded_name(path: Path, file_hash: str) -> str:
+    """The name a request file is recorded under (in the store, the audit trail and Dagster's run tags).
+
+    Args:
+        path: the request file.
+        file_hash: its sha256 (names that hold an email or phone become request-<its first 12 digits>).
+
+    Returns:
+        The file's own name, or the stand-in.
+    """
+    return _recorded_name(path, file_hash)
+
+
 def _screened(parsed: RequestFile) -> tuple[RequestFile, str]:
     """The file and the name it is recorded under; a request_id that looks like an email or phone quarantines it
     (the id is kept in the records and the audit trail)."""
@@ -141,6 +155,9 @@ def _screened(parsed: RequestFile) -> tuple[RequestFile, str]:
                  "that names no person")
     if error is not None and name != parsed.path.name:
         error = error.replace(parsed.path.name, name, 1)
+    # A schema error quotes what the file held (a `kind` or `regulation` that is an email): redacted before it is
+    # stored, written beside the file or audited, so the record cannot stop the audit of every later run.
+    error = redact_text(error)
     return replace(parsed, requests=() if error else parsed.requests, error=error), name
 
 
@@ -170,7 +187,8 @@ def _record(con: duckdb.DuckDBPyConnection, name: str, parsed: RequestFile, requ
         " received_at, due_at, seen_at, subjects, extended_reason, extended_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [name, parsed.file_hash, request.request_id, request.kind, request.regulation,
-         authorize(con, request.requested_by).user_id or recorded_requester(request.requested_by), status, reason,
+         authorize(con, request.requested_by).user_id or recorded_requester(request.requested_by), status,
+         redact_text(reason),
          request.received_at, due_at(request, settings.deadlines), as_of, len(request.subjects), extended,
          as_of if extended else None])
     if status in PLANNED_STATUSES:

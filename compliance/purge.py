@@ -5,14 +5,13 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from compliance.backup import remove_backup
 from compliance.bulk_actions import BulkAction, new_bulk_action_id, record_bulk_action, record_items
-from compliance.home import Home
+from compliance.home import Home, OutsideHome
 from compliance.keys import KeyedHasher
 from compliance.schema import CONTACT_LINKED, MEMBERSHIPS
 from compliance.settings import Settings
@@ -100,13 +99,22 @@ def purge(con: duckdb.DuckDBPyConnection, home: Home, *, hasher: KeyedHasher, se
     expired = []
     for backup_id, path in _expired_backups(con, settings, as_of):
         con.execute("UPDATE backups SET expired_at = ? WHERE bulk_action_id = ?", [as_of, backup_id])
-        remove_backup(Path(path))
+        _remove_inside(home, path)
         expired.append(backup_id)
     # Backups recorded as expired whose removal a crash interrupted.
     for (path,) in con.execute("SELECT path FROM backups WHERE expired_at IS NOT NULL").fetchall():
-        if Path(path).exists():
-            remove_backup(Path(path))
+        _remove_inside(home, path)
     return PurgeResult(bulk_action_id, purged, rows, expired)
+
+
+def _remove_inside(home: Home, recorded: str) -> None:
+    """Remove a backup folder of this home; a recorded path leading elsewhere (another home) is left alone."""
+    try:
+        folder = home.inside(recorded)
+    except OutsideHome:
+        return
+    if folder.exists() or folder.with_name(folder.name + ".partial").exists():
+        remove_backup(folder)
 
 
 def _remove_linked_rows(con: duckdb.DuckDBPyConnection) -> int:

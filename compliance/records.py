@@ -7,8 +7,9 @@ from typing import Any
 
 import duckdb
 
-from compliance.audit import AuditLog
+from compliance.audit import AuditLog, personal_data_kind
 from compliance.clock import utc_iso
+from compliance.redaction import audited_requester, redact_text
 from compliance.vocabulary import (ANSWERED_STATUSES, COUNTED_OUTCOMES, DONE_OUTCOME, FINAL_STATUSES, Deadline,
                                    RequestStatus, values)
 
@@ -116,17 +117,38 @@ def audit_new_records(con: duckdb.DuckDBPyConnection, log: AuditLog, *, at: date
         The number of entries appended.
     """
     appended = 0
+    staff_ids = {row[0] for row in con.execute("SELECT user_id FROM staff").fetchall()}
     for row in con.execute(f"SELECT {', '.join(_ACTION_COLUMNS)} FROM bulk_actions WHERE NOT audited "
                            "ORDER BY applied_at, bulk_action_id").fetchall():
-        document = _action_document(row, iso=False)
+        document = _audit_safe(_action_document(row, iso=False), staff_ids)
+        os_user, host = con.execute("SELECT os_user, host FROM bulk_actions WHERE bulk_action_id = ?",
+                                    [document["bulk_action_id"]]).fetchone()
+        document["operator"] = _audit_safe({"os_user": os_user, "host": host}, staff_ids)
         log.append(f"bulk_action.{document['kind']}", at, **document)
         con.execute("UPDATE bulk_actions SET audited = true WHERE bulk_action_id = ?", [document["bulk_action_id"]])
         appended += 1
     for row in con.execute(f"SELECT rowid, {', '.join(_REQUEST_COLUMNS)} FROM requests WHERE NOT audited AND status "
                            f"IN ({', '.join('?' for _ in FINAL_STATUSES)}) ORDER BY seen_at, file",
                            list(FINAL_STATUSES)).fetchall():
-        record = dict(zip(_REQUEST_COLUMNS, row[1:]))
+        record = _audit_safe(dict(zip(_REQUEST_COLUMNS, row[1:])), staff_ids)
+        if record["reason"] != row[1 + _REQUEST_COLUMNS.index("reason")]:
+            # A record stored before intake redacted reasons: its raw email or phone leaves the store as well.
+            con.execute("UPDATE requests SET reason = ? WHERE rowid = ?", [record["reason"], row[0]])
         log.append(f"request.{record['status']}", at, **record)
         con.execute("UPDATE requests SET audited = true WHERE rowid = ?", [row[0]])
         appended += 1
     return appended
+
+
+def _audit_safe(document: dict[str, Any], staff_ids: set[str]) -> dict[str, Any]:
+    """The entry's fields as the audit trail accepts them, so that no record can stop the audit (and with it every
+    later run): a numeric staff id is written as one, and any other text that looks like an email or phone (a
+    record written before intake redacted it) is redacted here."""
+    safe = {}
+    for key, value in document.items():
+        if key == "requested_by":
+            value = audited_requester(value, staff_ids)
+        elif isinstance(value, str) and personal_data_kind(value):
+            value = redact_text(value)
+        safe[key] = value
+    return safe

@@ -72,6 +72,10 @@ class Settings(_Strict):
     # The country of phone numbers written without one (such as `(555) 010-9999`), in snapshots and requests.
     default_region: str = DEFAULT_REGION
     crm: Crm = Crm()
+    # Seconds a command waits, with a countdown, for another run that holds the store before it gives up (exit 1).
+    store_wait_seconds: float = Field(300, ge=0)
+    # OS user -> the staff ids (user_id or email) they may act as with --as-user; unset: anyone may act as anyone.
+    operators: dict[str, tuple[str, ...]] | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import duckdb
 
+from compliance.audit import personal_data_kind
 from compliance.errors import InputError
-
-from compliance.home import Home
+from compliance.home import Home, write_private
 from compliance.keys import KeyedHasher
 from compliance.schema import CONTACTS, TABLES, TableSpec
 from compliance.settings import valid_memory_limit
@@ -128,8 +133,63 @@ MIGRATIONS: tuple[Migration, ...] = (
         # Contacts a snapshot no longer listed, which its ingest therefore removed: never a silent drop.
         "ALTER TABLE snapshots ADD COLUMN removed_contacts BIGINT NOT NULL DEFAULT 0",
     )),
+    Migration("relative_home_paths_operators", (
+        # Backups were recorded by absolute path, so a copied home's purge removed the original's backups. A backup
+        # folder is always backups/<bulk_action_id>: recorded relative to the home from now on.
+        "UPDATE backups SET path = 'backups/' || bulk_action_id WHERE path LIKE '/%'",
+        # Who ran the command that made a bulk action: the OS user and host, beside the staff id it acted as.
+        "ALTER TABLE bulk_actions ADD COLUMN os_user VARCHAR",
+        "ALTER TABLE bulk_actions ADD COLUMN host VARCHAR",
+    )),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+LOCK_INFO = "retention.lock-info.json"
+DEFAULT_LOCK_WAIT_SECONDS = 300.0
+COUNTDOWN_EVERY_SECONDS = 5.0
+
+
+class StoreMissing(InputError):
+    """The home has history but its store file is gone: starting a new store would silently start over."""
+
+
+class StoreBusy(Exception):
+    """Another process held the store for longer than the configured wait (exit 1)."""
+
+
+def refuse_missing_store(home: Home, *, with_dagster_runs: bool = False) -> None:
+    """Refuse to create a store in a home that has history: it lost its store, and a new one would forget it all.
+
+    Args:
+        home: the home.
+        with_dagster_runs: count the Dagster run history as well (the command line, before it starts a run).
+
+    Raises:
+        StoreMissing: naming what is missing, what history was found, and how to recover.
+    """
+    if home.store_file.exists():
+        return
+    history = home.history(with_dagster_runs=with_dagster_runs)
+    if history:
+        raise StoreMissing(
+            f"the store {home.store_file} is missing but this home has history: {'; '.join(history)}. A new store "
+            "would ingest old snapshots again, bring erased people back and forget every bulk action, so nothing "
+            f"was run. Recover: put back store/retention.duckdb (and any retention.duckdb.wal) from your backup of "
+            f"{home.root}; to start afresh on purpose, move the home aside and `retention init` a new one")
+
+
+def home_of(con: duckdb.DuckDBPyConnection) -> Home | None:
+    """The home whose store this connection opened (None for an in-memory database)."""
+    row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+    if not row or not row[0]:
+        return None
+    return Home(Path(row[0]).resolve().parent.parent)
+
+
+def _command_line() -> str:
+    """This process's command, with any argument that looks like an email or phone left out."""
+    words = [Path(sys.argv[0]).name if sys.argv else "python"]
+    words += ["…" if personal_data_kind(word) else word for word in sys.argv[1:]]
+    return " ".join(words)[:200]
 
 
 
@@ -137,11 +197,13 @@ class Store:
     """Owns the store file of one home and hands out configured connections."""
 
     def __init__(self, home: Home, memory_limit: str = "2GB", threads: int | None = None,
-                 lock_timeout: float = 300.0):
+                 lock_timeout: float | None = None, notify: Callable[[str], None] | None = None):
         self.home = home
         self.memory_limit = memory_limit
         self.threads = threads
+        # None: the home's `store_wait_seconds` setting, read only when the store is found busy.
         self.lock_timeout = lock_timeout
+        self.notify = notify or _to_stderr
 
     @property
     def path(self):
@@ -156,6 +218,7 @@ class Store:
         Returns:
             A DuckDB connection in UTC with the memory limit and spill folder set.
         """
+        refuse_missing_store(self.home)
         self.home.store_dir.mkdir(parents=True, exist_ok=True)
         self.home.store_dir.chmod(0o700)
         if read_only and not self.path.exists():
@@ -173,17 +236,62 @@ class Store:
                 path.chmod(0o600)
         return con
 
+    def holder(self) -> str:
+        """Who holds the store, as the last writer to open it wrote in LOCK_INFO: "pid N, command C, since T"."""
+        try:
+            info = json.loads((self.home.store_dir / LOCK_INFO).read_text())
+            return f"pid {int(info['pid'])}, command {info['command']}, since {info['since']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "pid unknown, command unknown, since unknown"
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        # Another process (a scheduled run, the request sensor's run) may hold the store for a while: wait for it.
-        deadline = time.monotonic() + self.lock_timeout
+        # Another process (a scheduled run, the request sensor's run) may hold the store for a while: say so at
+        # once, then wait for it with a countdown, up to the configured time.
+        deadline, next_notice, holder = None, 0.0, None
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=read_only)
+                con = duckdb.connect(str(self.path), read_only=read_only)
             except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                if "lock" not in str(exc).lower():
                     raise
-                time.sleep(0.5)
+                now = time.monotonic()
+                if deadline is None:
+                    wait = self._wait_seconds()
+                    deadline, holder = now + wait, self.holder()
+                    self.notify(f"another run holds the store ({holder}); waiting up to {wait:.0f}s for it")
+                    next_notice = now + COUNTDOWN_EVERY_SECONDS
+                if now >= deadline:
+                    raise StoreBusy(f"another run holds the store ({holder}); gave up waiting after "
+                                    f"{self._wait_seconds():.0f}s (setting store_wait_seconds). Try again when it "
+                                    "has finished") from None
+                if now >= next_notice:
+                    self.notify(f"  still waiting for the store: {deadline - now:.0f}s left")
+                    next_notice = now + COUNTDOWN_EVERY_SECONDS
+                time.sleep(min(0.5, max(0.0, deadline - now)))
+                continue
+            if not read_only:
+                self._write_lock_info()
+            return con
+
+    def _wait_seconds(self) -> float:
+        if self.lock_timeout is not None:
+            return float(self.lock_timeout)
+        from compliance.settings import load_settings
+
+        return float(load_settings(self.home.settings_file).store_wait_seconds)
+
+    def _write_lock_info(self) -> None:
+        info = {"pid": os.getpid(), "command": _command_line(), "host": socket.gethostname(),
+                "since": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")}
+        try:
+            write_private(self.home.store_dir / LOCK_INFO, json.dumps(info) + "\n")
+        except OSError:
+            # Only a courtesy for whoever waits next: never a reason to fail the run.
+            pass
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def configure(con: duckdb.DuckDBPyConnection, memory_limit: str, temp_directory: Path,

@@ -24,11 +24,14 @@ from compliance.errors import InputError
 from compliance.home import DAGSTER_STORAGE_ENV, DEFAULT_MAX_CONCURRENT_RUNS, Home, postgres_dagster_yaml
 from compliance.intake import CONFIRMATION_WORD, extend_request
 from compliance.keys import KeyedHasher
+from compliance.operators import check_operator, current_operator
 from compliance.preview import preview_run
 from compliance.records import DUE_SOON_DAYS, bulk_actions, deadline_report, request_records
+from compliance.redaction import audited_requester
 from compliance.selections import stage_selection
 from compliance.settings import load_rules, load_settings
-from compliance.store import Store
+from compliance.staff import authorize
+from compliance.store import Store, StoreBusy, refuse_missing_store
 from compliance.verdict import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, exit_code, run_problems
 
 
@@ -128,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     except AuditLogBroken as exc:
         print(f"retention: refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
+    except StoreBusy as exc:
+        print(f"retention: busy: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     except Exception as exc:
         if os.environ.get("RETENTION_DEBUG"):
             raise
@@ -150,6 +156,17 @@ def _require_home(home: Home) -> None:
         raise InputError(f"no retention home at {home.root} (create one with `retention init --home {home.root}`)")
     load_settings(home.settings_file)
     load_rules(home.rules_file)
+
+
+def _store_ready(home: Home) -> None:
+    """Before a run starts: refuse a home that lost its store, and wait (saying so) while another run holds it."""
+    refuse_missing_store(home, with_dagster_runs=True)
+    Store(home).connect().close()
+
+
+def _acting_as(home: Home, as_user: str) -> None:
+    """Refuse --as-user when settings bind this OS user to other staff ids (`operators:`)."""
+    check_operator(load_settings(home.settings_file), as_user)
 
 
 def cmd_init(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
@@ -175,6 +192,7 @@ def cmd_init(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
 
 def cmd_run(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     _require_home(home)
+    _store_ready(home)
     summary = _run_compliance(args, home, as_of)
     _emit(args, summary, _summary_text(summary, home))
     return exit_code(summary["refused_or_failed"])
@@ -352,6 +370,7 @@ def cmd_plan(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
 
 def cmd_delete(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     _require_home(home)
+    _acting_as(home, args.as_user)
     if args.confirm != CONFIRMATION_WORD:
         raise InputError(f"--confirm must be exactly {CONFIRMATION_WORD} (got {args.confirm!r}); nothing was deleted")
     filters = bool(args.tag or args.location or args.inactive_days is not None)
@@ -359,6 +378,7 @@ def cmd_delete(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
         raise InputError("give either --contact ID..., or filters (--tag, --location, --inactive-days), or --all")
     if args.inactive_days is not None and args.inactive_days < 0:
         raise InputError("--inactive-days: must be 0 or more")
+    _store_ready(home)
     config = {"automatic_sources": False, "manual_requested_by": args.as_user,
               "manual_selection_token": _stage(home, args.contact), "manual_tags": args.tag,
               "manual_location": args.location, "manual_inactive_days": args.inactive_days,
@@ -368,6 +388,8 @@ def cmd_delete(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
 
 def cmd_restore(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     _require_home(home)
+    _acting_as(home, args.as_user)
+    _store_ready(home)
     config = {"automatic_sources": False, "manual_requested_by": args.as_user,
               "manual_selection_token": _stage(home, args.contact)}
     return _run_manual(args, home, as_of, "manual_restore_job", "applied_restores", config)
@@ -452,10 +474,14 @@ def _printable(text: str) -> str:
 
 def _extend_request(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     settings = load_settings(home.settings_file)
+    _acting_as(home, args.as_user)
     with Store(home, memory_limit=settings.memory_limit).connect() as con:
         extension = extend_request(con, args.request_id, args.reason, as_of, deadlines=settings.deadlines,
                                    requested_by=args.as_user)
-        anchored_log(con, home).append("request.extended", as_of, **extension)
+        operator, staff_id = current_operator(), authorize(con, args.as_user).user_id
+        anchored_log(con, home).append("request.extended", as_of, **extension,
+                                       requested_by=audited_requester(staff_id, {staff_id}),
+                                       operator={"os_user": operator.os_user, "host": operator.host})
     document = {key: value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
                 for key, value in extension.items()}
     _emit(args, document, f"request {args.request_id} ({extension['regulation']}) extended: due "

@@ -7,9 +7,10 @@ nothing left to do. So each tick launches at most one run, for every new or chan
 nothing while any run of this home (the sensor's, the daily schedule's, or one from the command line) is still
 queued or going.
 
-The cursor is JSON: {"version": 1, "seen": {file name: fingerprint}, "last_run": {"run_key", "attempt",
-"files"} | null}. A fingerprint is the sha256 of the file's bytes (the same as the `file_hash` of its request
-records), or "unreadable:<size>:<mtime>" for a file the sensor may not read: that one still launches a run,
+The cursor is JSON: {"version": 2, "seen": {name key: fingerprint}, "last_run": {"run_key", "attempt",
+"files"} | null}. A name key is the keyed hash of a file's name (a file may be named after the person, and
+Dagster keeps cursors and run tags forever); run tags name files as intake records them. A fingerprint is the
+sha256 of the file's bytes (the same as the `file_hash` of its request records), or "unreadable:<size>:<mtime>" for a file the sensor may not read: that one still launches a run,
 whose intake quarantines it with the reason. The run_key is made of the (name, fingerprint) pairs of the batch,
 so the instance never launches the same batch twice; a batch whose run failed is tried again, with the attempt
 number in its run_key, up to MAX_ATTEMPTS runs.
@@ -17,6 +18,7 @@ number in its run_key, up to MAX_ATTEMPTS runs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -24,12 +26,14 @@ import time
 import warnings
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import dagster as dg
 
 from compliance.errors import InputError
 from compliance.home import Home
+from compliance.intake import recorded_name
+from compliance.keys import KeyedHasher
 from compliance.requests import odd_file, pending_request_files
 from compliance.settings import Settings, load_settings
 from pipelines.jobs import request_job
@@ -44,7 +48,7 @@ MAX_ATTEMPTS = 3
 STALE_RUN_SECONDS = 6 * 3600
 # The cursor forgets the oldest names beyond this; a forgotten file dropped again only gets re-archived.
 REMEMBERED_FILES = 10_000
-CURSOR_VERSION = 1
+CURSOR_VERSION = 2
 RUN_KEY_PREFIX = "request-drop:"
 FILES_TAG = "retention/request_files"
 ATTEMPT_TAG = "retention/attempt"
@@ -117,15 +121,30 @@ def scan(requests_dir: Path, now: float) -> tuple[dict[str, str], list[str]]:
     return current, settling
 
 
-def read_cursor(text: str | None) -> dict[str, Any]:
-    """The cursor as a dict; a missing or unreadable one starts afresh (a file seen again is then re-archived)."""
+def name_key(home: Home, name: str) -> str:
+    """How the cursor names a file: the keyed hash of its name under the home's key, never the name itself."""
+    return "name:" + KeyedHasher(home.secret()).hash("request_file", name)[:32]
+
+
+def read_cursor(text: str | None, key: Callable[[str], str] | None = None) -> dict[str, Any]:
+    """The cursor as a dict; a missing or unreadable one starts afresh (a file seen again is then re-archived).
+
+    A version 1 cursor, which held raw file names, has its names replaced by their keys (`key`).
+    """
     empty = {"version": CURSOR_VERSION, "seen": {}, "last_run": None}
     try:
         cursor = json.loads(text) if text else empty
     except ValueError:
         return empty
-    if not isinstance(cursor, dict) or cursor.get("version") != CURSOR_VERSION or not isinstance(
-            cursor.get("seen"), dict):
+    if not isinstance(cursor, dict) or not isinstance(cursor.get("seen"), dict):
+        return empty
+    if cursor.get("version") == 1 and key is not None:
+        last_run = cursor.get("last_run")
+        if isinstance(last_run, dict) and isinstance(last_run.get("files"), dict):
+            last_run = {**last_run, "files": {key(name): mark for name, mark in last_run["files"].items()}}
+        cursor = {"version": CURSOR_VERSION, "seen": {key(name): mark for name, mark in cursor["seen"].items()},
+                  "last_run": last_run}
+    if cursor.get("version") != CURSOR_VERSION:
         return empty
     return {"version": CURSOR_VERSION, "seen": cursor["seen"], "last_run": cursor.get("last_run")}
 
@@ -153,8 +172,8 @@ def _active_run(instance: dg.DagsterInstance, now: datetime) -> dg.DagsterRun | 
     return None
 
 
-def _retry(instance: dg.DagsterInstance, last_run: dict[str, Any] | None,
-           current: dict[str, str]) -> tuple[dict[str, str], int, str | None]:
+def _retry(instance: dg.DagsterInstance, last_run: dict[str, Any] | None, current: dict[str, str],
+           shown: dict[str, str]) -> tuple[dict[str, str], int, str | None]:
     """The files of the last run to try again (its run failed), the next attempt number, and a note."""
     if not last_run:
         return {}, 1, None
@@ -166,7 +185,8 @@ def _retry(instance: dg.DagsterInstance, last_run: dict[str, Any] | None,
         return {}, 1, None
     if last_run["attempt"] >= MAX_ATTEMPTS:
         return {}, 1, (f"run {runs[0].run_id} failed on attempt {last_run['attempt']} of {MAX_ATTEMPTS}; "
-                       f"{len(files)} file(s) stay in the inbox for the daily run: {_files_tag(list(files))}")
+                       f"{len(files)} file(s) stay in the inbox for the daily run: "
+                       f"{_files_tag([shown.get(key, key) for key in files])}")
     return files, last_run["attempt"] + 1, None
 
 
@@ -179,11 +199,15 @@ def evaluate(context: dg.SensorEvaluationContext, retention: RetentionResource) 
     if active is not None:
         return dg.SkipReason(f"waiting for run {active.run_id} ({active.job_name}, {active.status.value}) to "
                              "finish: the store takes one writer at a time")
-    current, settling = scan(home.requests_inbox, time.time())
+    found, settling = scan(home.requests_inbox, time.time())
     if settling:
-        return dg.SkipReason(f"waiting for {len(settling)} file(s) still being written: {_files_tag(settling)}")
-    cursor = read_cursor(context.cursor)
-    retry, attempt, gave_up = _retry(context.instance, cursor["last_run"], current)
+        return dg.SkipReason(f"waiting for {len(settling)} file(s) still being written: "
+                             f"{_files_tag([recorded_name(Path(name), '') for name in settling])}")
+    key = functools.partial(name_key, home)
+    current = {key(name): mark for name, mark in found.items()}
+    shown = {key(name): recorded_name(Path(name), mark) for name, mark in found.items()}
+    cursor = read_cursor(context.cursor, key)
+    retry, attempt, gave_up = _retry(context.instance, cursor["last_run"], current, shown)
     if gave_up:
         context.log.warning(gave_up)
         cursor["last_run"] = None
@@ -191,18 +215,18 @@ def evaluate(context: dg.SensorEvaluationContext, retention: RetentionResource) 
     if not batch:
         return dg.SensorResult(skip_reason=gave_up or "no new or changed request files",
                                cursor=json.dumps(cursor, sort_keys=True))
-    key = run_key(batch, attempt)
+    batch_key = run_key(batch, attempt)
     seen = cursor["seen"]
     for name, mark in batch.items():
         seen.pop(name, None)
         seen[name] = mark
     for name in list(seen)[:max(0, len(seen) - REMEMBERED_FILES)]:
         del seen[name]
-    cursor["last_run"] = {"run_key": key, "attempt": attempt, "files": batch}
+    cursor["last_run"] = {"run_key": batch_key, "attempt": attempt, "files": batch}
     request = dg.RunRequest(
-        run_key=key,
+        run_key=batch_key,
         run_config={"resources": {"retention": {"config": {"home": str(home.root)}}}},
-        tags={FILES_TAG: _files_tag(list(batch)), ATTEMPT_TAG: str(attempt)},
+        tags={FILES_TAG: _files_tag([shown.get(name, name) for name in batch]), ATTEMPT_TAG: str(attempt)},
     )
     return dg.SensorResult(run_requests=[request], cursor=json.dumps(cursor, sort_keys=True))
 

@@ -8,10 +8,11 @@ from datetime import datetime
 import duckdb
 
 from compliance.bulk_actions import item_counts
-from compliance.deletion.backups import Progress, removed_tables, verify_planned_backups
+from compliance.deletion.backups import Progress, backup_folder, removed_tables, verify_planned_backups
 from compliance.deletion.planning import OUTCOMES, PlanSource
 from compliance.deletion.recording import record_deletion, settle_request
 from compliance.deletion.suppression import suppress_erased
+from compliance.home import OutsideHome
 from compliance.keys import KeyedHasher
 from compliance.progress import count
 from compliance.schema import BY_NAME
@@ -69,10 +70,21 @@ def apply_deletions(con: duckdb.DuckDBPyConnection, *, hasher: KeyedHasher, sett
         final = item_counts(con, source.bulk_action_id)
         applied.append(AppliedAction(
             source.bulk_action_id, source.source, status.value, {o: final.get(o, 0) for o in OUTCOMES},
-            backup_path if status == BulkActionStatus.COMPLETED and final.get(Outcome.DELETED) else None,
+            _shown_backup(con, backup_path) if status == BulkActionStatus.COMPLETED and final.get(Outcome.DELETED)
+            else None,
             source.rejection or backup_error))
         count(progress, "apply", final.get(Outcome.DELETED, 0), "contacts")
     return applied
+
+
+def _shown_backup(con: duckdb.DuckDBPyConnection, recorded: str | None) -> str | None:
+    """The backup folder as an absolute path for the caller (the store records it relative to the home)."""
+    if recorded is None:
+        return None
+    try:
+        return str(backup_folder(con, recorded))
+    except OutsideHome:
+        return recorded
 
 
 def _unrecorded_sources(con: duckdb.DuckDBPyConnection) -> list[tuple[PlanSource, str | None, str | None]]:

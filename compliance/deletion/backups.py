@@ -9,14 +9,13 @@ from pathlib import Path
 import duckdb
 
 from compliance.backup import BackupError, BackupManifest, remove_orphans, verify_backup, write_backup
-from compliance.home import Home
+from compliance.home import Home, OutsideHome
 from compliance.progress import Progress, count
 from compliance.schema import ASSOCIATED, MEMBERSHIPS
 from compliance.settings import Settings
 from compliance.sql import table_exists
+from compliance.store import home_of
 from compliance.vocabulary import Outcome
-
-
 
 
 @dataclass(frozen=True)
@@ -43,12 +42,14 @@ def back_up(con: duckdb.DuckDBPyConnection, home: Home, settings: Settings, *,
         bulk_action_id -> its verified manifest, or the error that stops its deletion.
     """
     kept = [row[0] for row in con.execute("SELECT bulk_action_id FROM backups").fetchall()]
+    committed = {row[0] for row in con.execute("SELECT bulk_action_id FROM bulk_actions").fetchall()}
     planned = con.execute("SELECT DISTINCT s.bulk_action_id FROM plan_sources s JOIN plan_items i "
                           "USING (bulk_action_id) WHERE i.outcome = ? AND NOT s.preview "
                           "AND s.bulk_action_id NOT IN (SELECT bulk_action_id FROM bulk_actions) ORDER BY 1",
                           [Outcome.DELETED]).fetchall()
     # Leftovers of a run killed before its delete committed hold personal data and back nothing.
-    remove_orphans(home.backups_dir, kept + [row[0] for row in planned])
+    remove_orphans(home.backups_dir, kept + [row[0] for row in planned], committed=committed,
+                   audit_file=home.audit_file)
     results: dict[str, BackupManifest | str] = {}
     for (bulk_action_id,) in planned:
         folder = home.backups_dir / bulk_action_id
@@ -73,7 +74,7 @@ def back_up(con: duckdb.DuckDBPyConnection, home: Home, settings: Settings, *,
         count(progress, "backup", manifest.total_rows)
         con.execute("UPDATE plan_sources SET backup_path = ?, backup_sha256 = ?, backup_written_at = ?,"
                     " backup_verified_at = ?, backup_rows = ? WHERE bulk_action_id = ?",
-                    [str(folder), manifest.manifest_sha256, written_at, datetime.now(timezone.utc),
+                    [home.relative(folder), manifest.manifest_sha256, written_at, datetime.now(timezone.utc),
                      manifest.total_rows, bulk_action_id])
     return results
 
@@ -121,7 +122,24 @@ def verify_planned_backups(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
         if backup.error:
             continue
         try:
-            verify_backup(Path(backup.path), backup.sha256)
-        except (BackupError, TypeError) as exc:
+            verify_backup(backup_folder(con, backup.path), backup.sha256)
+        except (BackupError, OutsideHome, TypeError) as exc:
             problems[backup.bulk_action_id] = str(exc)
     return problems
+
+
+def backup_folder(con: duckdb.DuckDBPyConnection, recorded: str) -> Path:
+    """The folder of a backup as the store records it (relative to the home), inside the store's own home.
+
+    Args:
+        con: the store connection (its file tells the home).
+        recorded: the recorded path.
+
+    Returns:
+        The absolute folder.
+
+    Raises:
+        OutsideHome: the recorded path leads outside the store's home (it is never read or removed).
+    """
+    home = home_of(con)
+    return home.inside(recorded) if home is not None else Path(recorded)

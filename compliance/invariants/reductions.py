@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from compliance.home import OutsideHome
 from compliance.invariants.registry import MAX_SAMPLES, Run
 from compliance.purge import PURGED_LABEL_PREFIX
 from compliance.schema import CONTACT_LINKED, TableSpec
+from compliance.store import home_of
 
 NO_BULK_ACTION = "(none)"
 
@@ -33,8 +35,15 @@ def deletion_groups(run: Run) -> list[dict[str, Any]]:
         ORDER BY subject""", {"samples": MAX_SAMPLES, "none": NO_BULK_ACTION})
     columns = [column[0] for column in cursor.description]
     groups = [dict(zip(columns, values)) for values in cursor.fetchall()]
+    home = home_of(run.con)
     for group in groups:
         group["samples"] = tuple(group["samples"] or ())
+        if group["path"] is not None and home is not None:
+            # Recorded relative to the home; a path leading outside it is checked as written, and fails there.
+            try:
+                group["path"] = str(home.inside(group["path"]))
+            except OutsideHome:
+                pass
     return groups
 
 

@@ -80,7 +80,8 @@ def test_materializing_the_deletion_assets_deletes_backs_up_and_reports(home):
         recorded = con.execute("SELECT bulk_action_id, source, status, run_id FROM bulk_actions ORDER BY source"
                                ).fetchall()
         deleted = con.execute("SELECT contact_id FROM contact_lifecycle WHERE state = 'deleted' ORDER BY 1").fetchall()
-        backup_paths = [row[0] for row in con.execute("SELECT path FROM backups ORDER BY path").fetchall()]
+        backup_paths = [str(home.root / row[0]) for row in con.execute("SELECT path FROM backups ORDER BY path"
+                                                                        ).fetchall()]
     assert sorted(applied["bulk_actions"]) == sorted(f"{ba} {source}: {status}" for ba, source, status, _ in recorded)
     assert sorted(plan["bulk_actions"]) == sorted(row[0] for row in recorded)
     assert {row[3] for row in recorded} == {result.run_id}

@@ -151,7 +151,7 @@ def test_a_kill_inside_apply_leaves_each_bulk_action_whole_and_the_next_run_fini
         backups = con.execute("SELECT bulk_action_id, path, manifest_sha256 FROM backups ORDER BY 1").fetchall()
         assert {row[0] for row in backups} == {planned["r1"], finished.bulk_action_id}
         for _, path, manifest_sha256 in backups:
-            assert verify_backup(Path(path), manifest_sha256).contacts == 1
+            assert verify_backup(home.root / path, manifest_sha256).contacts == 1
         assert not killed_folder.exists()
         assert sorted(p.name for p in home.backups_dir.iterdir()) == sorted(row[0] for row in backups)
         assert AuditLog(home.audit_file).verify().ok

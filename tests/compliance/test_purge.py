@@ -174,7 +174,7 @@ def test_backups_older_than_the_retention_are_removed_and_marked_expired_younger
     settings = Settings(backup_retention_days=retention_days, cascade=RETAIN_ALL)
     (old_id, old_path), (young_id, young_path) = con.execute(
         "SELECT bulk_action_id, path FROM backups ORDER BY created_as_of").fetchall()
-    assert old_path.startswith(str(home.root)) and young_path.startswith(str(home.root))
+    assert (old_path, young_path) == (f"backups/{old_id}", f"backups/{young_id}")
 
     on_the_day = run_purge(con, home, CLOCK + retention_days * DAY, settings)
     assert on_the_day.backups_expired == []

@@ -30,7 +30,7 @@ from pipelines.runner import instance_for
 from resources import RetentionResource
 from sensors import request_drop
 from sensors.request_drop import (ATTEMPT_TAG, DEFAULT_INTERVAL_SECONDS, FILES_TAG, MAX_ATTEMPTS, SENSOR_NAME,
-                                  build_request_drop_sensor, run_key, sensor_interval_seconds)
+                                  build_request_drop_sensor, name_key, read_cursor, run_key, sensor_interval_seconds)
 from pipelines.definitions import request_drop_sensor
 
 SENSOR = defs.resolve_sensor_def(SENSOR_NAME)
@@ -94,10 +94,11 @@ def test_a_dropped_erasure_is_applied_once_and_a_changed_copy_is_a_duplicate(liv
 
     [request], _, cursor = tick(instance, None)
 
-    assert request.run_key == run_key({"GDPR-1.json": digest})
+    assert request.run_key == run_key({name_key(home, "GDPR-1.json"): digest})
     assert request.tags[FILES_TAG] == "GDPR-1.json" and request.tags[ATTEMPT_TAG] == "1"
     assert request.run_config == {"resources": {"retention": {"config": {"home": str(home.root)}}}}
-    assert json.loads(cursor)["seen"] == {"GDPR-1.json": digest}
+    assert json.loads(cursor)["seen"] == {name_key(home, "GDPR-1.json"): digest}
+    assert "GDPR-1" not in cursor
     result = launch(instance, request)
     assert result.success
     assert store_rows(home, "SELECT contact_id, state FROM contact_lifecycle ORDER BY 1") == [
@@ -172,7 +173,7 @@ def test_bad_files_never_crash_the_sensor_and_end_quarantined_with_their_reason(
     [request], _, cursor = tick(instance, None)
 
     assert request.tags[FILES_TAG] == "broken.json, latin.csv, locked.json"
-    assert json.loads(cursor)["seen"]["locked.json"].startswith("unreadable:")
+    assert json.loads(cursor)["seen"][name_key(home, "locked.json")].startswith("unreadable:")
     assert launch(instance, request).success
     rows = dict(store_rows(home, "SELECT file, reason FROM requests WHERE status = 'quarantined'"))
     assert set(rows) == {"broken.json", "latin.csv", "locked.json"}
@@ -352,3 +353,29 @@ def test_request_records_are_kept_24_months_then_pruned(crm, con, as_of, kept):
     assert (pruned, remaining) == ((0, ["old", "open"]) if kept else (1, ["open"]))
     assert log.verify().ok
     assert ('"requests.pruned"' in crm.audit_file.read_text()) is not kept
+
+
+def test_a_file_named_after_a_person_leaves_no_trace_of_its_name_in_the_cursor_or_the_run_tags(live):
+    home, instance = live
+    path = home.requests_inbox / "ann.lee@example.com.json"
+    path.write_text(json.dumps({"request_id": "GDPR-9", "kind": "erasure", "regulation": "gdpr",
+                                "requested_by": "u-admin-1", "received_at": RECEIVED, "confirm": "DELETE",
+                                "subjects": [{"contact_id": "c-1"}]}))
+    drop(path)
+
+    [request], _, cursor = tick(instance, None)
+
+    assert "ann.lee" not in cursor and "ann.lee" not in json.dumps(request.tags)
+    assert request.tags[FILES_TAG] == f"request-{sha256(path)[:12]}.json"
+    assert tick(instance, cursor)[:2] == ([], "no new or changed request files")
+
+
+def test_a_cursor_of_version_1_with_raw_names_is_read_with_its_names_hashed(live):
+    home, instance = live
+    path = drop_request(home, "GDPR-8")
+    old = json.dumps({"version": 1, "seen": {"GDPR-8.json": sha256(path)}, "last_run": None})
+
+    requests, skipped, cursor = tick(instance, old)
+
+    assert requests == [] and skipped == "no new or changed request files"
+    assert read_cursor(old, lambda name: name_key(home, name))["seen"] == {name_key(home, "GDPR-8.json"): sha256(path)}
