@@ -30,7 +30,7 @@ CHARTS = {
     "requests_weekly": "Requests received and answered per week",
     "response_days": "Days to answer a request (per week answered): median and 95th percentile",
     "open_requests": "Open requests by days left to their due date",
-    "backups": "Backups held over time",
+    "backups": "Backups held over time (count and bytes)",
 }
 
 
@@ -43,7 +43,7 @@ class History:
     restores_purges_by_day: list[tuple[date, str, int]]
     requests_by_week: list[tuple[date, int, int, float | None, float | None]]
     open_by_days_left: list[tuple[str, int]]
-    backups_by_day: list[tuple[date, int, int]]
+    backups_by_day: list[tuple[date, int, int, int]]  # (day, backups held, rows held, bytes held)
     backup_bytes_held: int
 
     def by_quarter(self) -> list[tuple[str, int, int, int, int]]:
@@ -97,7 +97,8 @@ def build_history(con: duckdb.DuckDBPyConnection, *, as_of: datetime) -> History
     backups = con.execute("""
         WITH days AS (SELECT unnest(generate_series(min(created_as_of)::DATE, ?::TIMESTAMPTZ::DATE,
                                                     INTERVAL 1 DAY))::DATE AS day FROM backups)
-        SELECT day, count(b.bulk_action_id), coalesce(sum(b.total_rows), 0)::BIGINT FROM days
+        SELECT day, count(b.bulk_action_id), coalesce(sum(b.total_rows), 0)::BIGINT,
+               coalesce(sum(b.bytes), 0)::BIGINT FROM days
         LEFT JOIN backups b ON b.created_as_of::DATE <= day AND (b.expired_at IS NULL OR b.expired_at::DATE > day)
         WHERE day IS NOT NULL GROUP BY day ORDER BY day""", [as_of]).fetchall()
     home = home_of(con)
@@ -227,8 +228,8 @@ def _backups(axes, history: History) -> bool:
     axes.plot(days, [row[1] for row in rows], label="backups held")
     axes.set_ylabel("backups")
     rows_axes = axes.twinx()
-    rows_axes.plot(days, [row[2] for row in rows], color="#c07020", label="rows held")
-    rows_axes.set_ylabel("rows")
+    rows_axes.plot(days, [row[3] / 1_000_000 for row in rows], color="#c07020", label="MB held")
+    rows_axes.set_ylabel("MB")
     axes.legend(handles=axes.get_lines() + rows_axes.get_lines(), loc="upper left", fontsize=8, frameon=False)
     return True
 

@@ -29,6 +29,7 @@ from compliance.ingest import IngestResult, ingest_snapshots
 from compliance.intake import IntakeResult, prune_request_records, settle_request_files, take_requests
 from compliance.invariants import InvariantSummary, check_invariants
 from compliance.keys import KeyedHasher
+from compliance.progress import count
 from compliance.purge import PLAN_TABLES, RESTORE_PLAN_TABLES, PurgeResult, forget_plans, purge
 from compliance.records import audit_new_records
 from compliance.report import Report, load_invariants, run_folder, save_invariants, write_report
@@ -248,12 +249,15 @@ class Purged:
 def purge_expired(ctx: RunContext) -> Purged:
     """Purge contacts past the window and expired backups, audit, and rewrite the store when anything went."""
     result = purge(ctx.con, ctx.home, hasher=ctx.hasher, settings=ctx.settings, as_of=ctx.as_of, run_id=ctx.run_id)
+    count(ctx.progress, "purge", result.contacts_purged, "contacts")
     forget_plans(ctx.con)
     drop_abandoned_selections(ctx.con)
     audited = audit_new_records(ctx.con, ctx.audit_log, at=ctx.as_of)
     size = None
     if (result.contacts_purged or result.backups_expired) and ctx.compact is not None:
+        ctx.progress("compacting the store (rewriting it without the purged rows' free pages)")
         size = ctx.compact()
+        count(ctx.progress, "compaction", size, "bytes")
     return Purged(result, audited, size)
 
 

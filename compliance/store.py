@@ -141,6 +141,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE bulk_actions ADD COLUMN os_user VARCHAR",
         "ALTER TABLE bulk_actions ADD COLUMN host VARCHAR",
     )),
+    Migration("backup_bytes", (
+        # The bytes a backup held on disk, so the history shows backups held in bytes over time, not only today.
+        "ALTER TABLE backups ADD COLUMN bytes BIGINT",
+    )),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 LOCK_INFO = "retention.lock-info.json"

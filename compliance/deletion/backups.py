@@ -73,10 +73,15 @@ def back_up(con: duckdb.DuckDBPyConnection, home: Home, settings: Settings, *,
         results[bulk_action_id] = manifest
         count(progress, "backup", manifest.total_rows)
         con.execute("UPDATE plan_sources SET backup_path = ?, backup_sha256 = ?, backup_written_at = ?,"
-                    " backup_verified_at = ?, backup_rows = ? WHERE bulk_action_id = ?",
+                    " backup_verified_at = ?, backup_rows = ?, backup_bytes = ? WHERE bulk_action_id = ?",
                     [home.relative(folder), manifest.manifest_sha256, written_at, datetime.now(timezone.utc),
-                     manifest.total_rows, bulk_action_id])
+                     manifest.total_rows, _folder_bytes(folder), bulk_action_id])
     return results
+
+
+def _folder_bytes(folder: Path) -> int:
+    # What the backup holds on disk, kept with its record so the history can chart bytes held after files expire.
+    return sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
 
 
 def removed_tables(settings: Settings) -> list[str]:

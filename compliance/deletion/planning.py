@@ -125,7 +125,7 @@ def build_plan(con: duckdb.DuckDBPyConnection, *, hasher: KeyedHasher, settings:
     con.execute("CREATE OR REPLACE TABLE plan_sources (bulk_action_id VARCHAR, ord INTEGER, source_kind VARCHAR,"
                 " source VARCHAR, source_ref VARCHAR, requested_by VARCHAR, regulation VARCHAR, legal BOOLEAN,"
                 " rejection VARCHAR, preview BOOLEAN, backup_path VARCHAR, backup_sha256 VARCHAR,"
-                " backup_written_at TIMESTAMPTZ, backup_verified_at TIMESTAMPTZ, backup_rows BIGINT,"
+                " backup_written_at TIMESTAMPTZ, backup_verified_at TIMESTAMPTZ, backup_rows BIGINT, backup_bytes BIGINT,"
                 " backup_error VARCHAR)")
     if sources:
         con.executemany("INSERT INTO plan_sources (bulk_action_id, ord, source_kind, source, source_ref, requested_by,"

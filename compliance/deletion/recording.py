@@ -52,9 +52,9 @@ def record_deletion(con: duckdb.DuckDBPyConnection, source: PlanSource, *, as_of
     if status == BulkActionStatus.COMPLETED and con.execute("SELECT count(*) FROM doomed").fetchone()[0]:
         con.execute("""
             INSERT INTO backups (bulk_action_id, path, written_at, verified_at, created_as_of, manifest_sha256,
-                                 contacts, total_rows)
+                                 contacts, total_rows, bytes)
             SELECT s.bulk_action_id, s.backup_path, s.backup_written_at, s.backup_verified_at, ?, s.backup_sha256,
-                   (SELECT count(*) FROM doomed), s.backup_rows
+                   (SELECT count(*) FROM doomed), s.backup_rows, s.backup_bytes
             FROM plan_sources s WHERE s.bulk_action_id = ?""", [as_of, source.bulk_action_id])
     return status
 

@@ -223,6 +223,7 @@ def test_the_history_series_carry_only_dates_counts_and_fixed_labels(year):
     assert all(isinstance(day, date) and isinstance(n, int) for day, _, n in history.deletions_by_day)
     assert history.backups_by_day[-1][0] == year.end.date() and max(row[1] for row in history.backups_by_day) > 1
     assert history.backup_bytes_held > 0
+    assert max(row[3] for row in history.backups_by_day) > 0, "bytes held are recorded with each backup"
     strings = {value for row in metrics["rows"] for key, value in row.items() if isinstance(value, str)}
     strings |= {reason for row in metrics["rows"] for reason in row["denied_reasons"]}
     assert strings <= {"erasure", "restore", "gdpr", "ccpa", "internal", "requester is an inactive admin"}
