@@ -17,7 +17,7 @@ from compliance.vocabulary import (DELETE_OUTCOMES, RESTORE_OUTCOMES, SQL_VOCABU
                                    BulkActionStatus, ContactState, Outcome, RequestStatus)
 from support.crm import AS_OF, run_deletion, write_request
 
-SQL_FILES = (("compliance.deletion", "decide.sql"), ("compliance", "restore_decide.sql"),
+SQL_FILES = (("compliance.deletion", "decide.sql"), ("compliance.restore", "restore_decide.sql"),
              ("compliance", "purge_scan.sql"))
 
 
