@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import duckdb
 
 from compliance.errors import InputError
+from compliance.registry import registrar
 from compliance.sql import sql_string
 
 # The run's clock reaches trigger SQL as a session variable, set through a query parameter: never pasted as text.
 CLOCK_VARIABLE = "retention_as_of"
 
 TRIGGERS: dict[str, type["Trigger"]] = {}
-
-
-def register(name: str) -> Callable[[type["Trigger"]], type["Trigger"]]:
-    """Class decorator adding a trigger to the registry under `name`."""
-    def add(cls: type[Trigger]) -> type[Trigger]:
-        cls.name = name
-        TRIGGERS[name] = cls
-        return cls
-    return add
+register = registrar(TRIGGERS)
 
 
 class Trigger:

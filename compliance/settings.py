@@ -142,32 +142,12 @@ def valid_memory_limit(value: str) -> bool:
 
 
 def load_settings(path: Path) -> Settings:
-    """Read settings.yaml; a missing file means all defaults.
-
-    Args:
-        path: the settings file.
-
-    Returns:
-        The validated settings.
-
-    Raises:
-        InputError: naming the file, the key and the allowed values.
-    """
+    """The validated settings.yaml (a missing file: all defaults); InputError names the file, key and allowed values."""
     return _load(path, Settings)
 
 
 def load_rules(path: Path) -> Rules:
-    """Read rules.yaml; a missing file means no rules.
-
-    Args:
-        path: the rules file.
-
-    Returns:
-        The validated rules.
-
-    Raises:
-        InputError: naming the file, the key and the allowed values.
-    """
+    """The validated rules.yaml (a missing file: no rules); InputError names the file, key and allowed values."""
     return _load(path, Rules)
 
 

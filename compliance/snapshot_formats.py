@@ -13,11 +13,12 @@ import sys
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import duckdb
 
 from compliance.errors import InputError, first_line
+from compliance.registry import registrar
 from compliance.schema import TABLES, TableSpec
 from compliance.sql import quote_identifier, sql_string
 
@@ -30,15 +31,7 @@ COLUMN_NAME_LIMIT = 256
 # Types a value of ours can be read from: scalars, not nested values or raw bytes.
 _UNUSABLE_TYPES = ("STRUCT", "MAP", "UNION", "BLOB", "BIT", "[]", "VARIANT")
 SNAPSHOT_FORMATS: dict[str, type["SnapshotFormat"]] = {}
-
-
-def register(name: str) -> Callable[[type["SnapshotFormat"]], type["SnapshotFormat"]]:
-    """Class decorator adding a snapshot format to the registry under `name`."""
-    def add(cls: type[SnapshotFormat]) -> type[SnapshotFormat]:
-        cls.name = name
-        SNAPSHOT_FORMATS[name] = cls
-        return cls
-    return add
+register = registrar(SNAPSHOT_FORMATS)
 
 
 @dataclass(frozen=True)
