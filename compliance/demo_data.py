@@ -176,8 +176,9 @@ def _setup(con: duckdb.DuckDBPyConnection, n: int, seed: int, as_of: datetime) -
 
     Long because it is a list of SQL definitions, each a few lines, that the table generators share.
     """
-    now = int(as_of.timestamp())
     con.execute("SET TimeZone = 'UTC'")
+    # The export's clock (epoch seconds) reaches the generator's SQL as a variable set through a parameter.
+    con.execute("SET VARIABLE demo_now = ?", [int(as_of.timestamp())])
     # Every draw hashes (row, seed, salt), so the same inputs give the same data whatever the thread count.
     # DuckDB's multi-argument hash merely combines the per-argument hashes, which leaves draws with different
     # salts almost perfectly correlated; hashing the result again mixes them into independent ones.
@@ -219,15 +220,15 @@ def _setup(con: duckdb.DuckDBPyConnection, n: int, seed: int, as_of: datetime) -
                    CASE WHEN u(i, 'no_phone') < 0.05 THEN NULL
                         WHEN dup AND u(i, 'dup_phone') < 0.5 THEN phone_of(src) ELSE phone_of(i) END AS phone,
                    tags, dnd, created_s,
-                   created_s + CAST(floor(u(i, 'updated') * ({now} - 1 - created_s)) AS BIGINT) AS updated_s,
+                   created_s + CAST(floor(u(i, 'updated') * (getvariable('demo_now') - 1 - created_s)) AS BIGINT) AS updated_s,
                    CASE WHEN u(i, 'never_active') < 0.06 THEN NULL
-                        ELSE {now} - 1 - CAST(floor(u(i, 'activity') * least({3 * _YEAR}, {now} - 1 - created_s))
+                        ELSE getvariable('demo_now') - 1 - CAST(floor(u(i, 'activity') * least({3 * _YEAR}, getvariable('demo_now') - 1 - created_s))
                                               AS BIGINT) END AS activity_s
             FROM (
                 SELECT i, dup, CASE WHEN dup THEN i - 1 - 2 * CAST(floor(u(i, 'dup_src') * least(500, i // 2))
                                                                    AS BIGINT) ELSE i END AS src,
                        tags, u(i, 'dnd') < 0.03 OR (list_contains(tags, 'Unsubscribed') AND u(i, 'dnd2') < 0.3) AS dnd,
-                       {now} - 1 - CAST(floor(pow(u(i, 'created'), 1.5) * {5 * _YEAR}) AS BIGINT) AS created_s
+                       getvariable('demo_now') - 1 - CAST(floor(pow(u(i, 'created'), 1.5) * {5 * _YEAR}) AS BIGINT) AS created_s
                 FROM (
                     SELECT i, i % 2 = 1 AND u(i, 'dup') < 0.01 AS dup,
                            list_filter([{lifecycle},
@@ -266,7 +267,7 @@ def _between(low: str, high: str, draw: str) -> str:
     return f"to_timestamp({low} + CAST(floor({draw} * ({high} - {low})) AS BIGINT))"
 
 
-def _table_sql(table: str, fmt: str, now: int) -> str:
+def _table_sql(table: str, fmt: str) -> str:
     """The SELECT that generates one snapshot table; long because it is one branch of SQL per table."""
     channels, bodies = _list(tuple(c for c, _ in _MESSAGES)), _list(tuple(m for _, m in _MESSAGES))
     if table == "contacts":
@@ -275,22 +276,22 @@ def _table_sql(table: str, fmt: str, now: int) -> str:
         count = _weighted(((0, 0.2), (1, 0.35), (2, 0.25), (3, 0.2)), "u(i, 'n_conv')")
         return f"""
             SELECT printf('conv-%07d-%d', i + 1, k + 1) AS conversation_id, contact_id,
-                   pick({channels}, w) AS channel, {_between('created_s', str(now - 1), 'x')} AS last_message_at,
+                   pick({channels}, w) AS channel, {_between('created_s', "getvariable('demo_now') - 1", 'x')} AS last_message_at,
                    {_fill(f'pick({bodies}, w)')} AS last_message_body
             FROM ({_children(count, 'conv')})"""
     if table == "notes":
         return f"""
             SELECT printf('note-%07d-%d', i + 1, k + 1) AS note_id, contact_id,
                    {_fill(f'pick({_list(_NOTES)}, w)')} AS body,
-                   {_between('created_s', str(now - 1), 'x')} AS created_at
+                   {_between('created_s', "getvariable('demo_now') - 1", 'x')} AS created_at
             FROM ({_children("CAST(floor(u(i, 'n_notes') * 3) AS INT)", 'note')})"""
     if table == "tasks":
         count = _weighted(((0, 0.6), (1, 0.3), (2, 0.1)), "u(i, 'n_tasks')")
-        due = f"created_s + CAST(floor(x * ({now} + {30 * _DAY} - created_s)) AS BIGINT)"
+        due = f"created_s + CAST(floor(x * (getvariable('demo_now') + {30 * _DAY} - created_s)) AS BIGINT)"
         return f"""
             SELECT printf('task-%07d-%d', i + 1, k + 1) AS task_id, contact_id,
                    {_fill(f'pick({_list(_TASKS)}, w)')} AS title,
-                   CASE WHEN due_s < {now} AND v < 0.8 THEN 'completed' ELSE 'open' END AS status,
+                   CASE WHEN due_s < getvariable('demo_now') AND v < 0.8 THEN 'completed' ELSE 'open' END AS status,
                    to_timestamp(due_s) AS due_at
             FROM (SELECT *, {due} AS due_s FROM ({_children(count, 'task')}))"""
     if table == "activities":
@@ -309,7 +310,7 @@ def _table_sql(table: str, fmt: str, now: int) -> str:
         index = f"(CAST(floor(pow(u(i, 'camp'), 2) * {len(_CAMPAIGNS)}) AS INT) + 5 * k) % {len(_CAMPAIGNS)}"
         return f"""
             SELECT printf('camp-%02d', {index} + 1) AS campaign_id, contact_id,
-                   {_between('created_s', str(now - 1), 'x')} AS enrolled_at
+                   {_between('created_s', "getvariable('demo_now') - 1", 'x')} AS enrolled_at
             FROM ({_children(count, 'camp')})"""
     if table == "workflows":
         return _reference("workflow_id", "wf", _WORKFLOWS, ("name", "status"))
@@ -375,7 +376,7 @@ def generate_snapshot(snapshot_dir: Path, *, contacts: int = 10_000, seed: int =
         counts = {}
         for table in TABLES:
             target = str(snapshot_dir / f"{table}.{fmt}").replace("'", "''")
-            sql = _table_sql(table, fmt, int(as_of.timestamp()))
+            sql = _table_sql(table, fmt)
             counts[table] = con.execute(f"COPY ({sql}) TO '{target}' ({options})").fetchone()[0]
         return counts
     finally:
@@ -400,7 +401,6 @@ def _generate_highlevel(snapshot_dir: Path, n: int, seed: int, as_of: datetime) 
     Returns:
         The row count of each table, in TABLES order.
     """
-    now = int(as_of.timestamp())
     con = duckdb.connect()
     try:
         _setup(con, n, seed, as_of)
@@ -409,7 +409,7 @@ def _generate_highlevel(snapshot_dir: Path, n: int, seed: int, as_of: datetime) 
         con.execute("CREATE MACRO iso(t) AS strftime(t, '%Y-%m-%dT%H:%M:%S.000Z')")
         counts = {}
         for table in TABLES:
-            sql = _contacts_sql("parquet", keep=", i") if table == "contacts" else _table_sql(table, "parquet", now)
+            sql = _contacts_sql("parquet", keep=", i") if table == "contacts" else _table_sql(table, "parquet")
             con.execute(f"CREATE TEMP TABLE t_{table} AS {sql}")
             counts[table] = con.execute(f"SELECT count(*) FROM t_{table}").fetchone()[0]
         for table in _NATIVE_BESIDE:
