@@ -15,6 +15,11 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def folder_bytes(folder: Path) -> int:
+    """The bytes of the files below a folder (0 when it is gone)."""
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) if folder.is_dir() else 0
+
+
 def fsync_tree(root: Path) -> None:
     """Flush every file and folder below root, deepest first, then root itself."""
     for path in sorted(root.rglob("*"), reverse=True):

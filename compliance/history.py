@@ -10,6 +10,7 @@ from typing import Any
 
 import duckdb
 
+from compliance.files import folder_bytes
 from compliance.metrics import ANSWERED_SQL
 from compliance.store import home_of
 
@@ -108,15 +109,11 @@ def build_history(con: duckdb.DuckDBPyConnection, *, as_of: datetime) -> History
                    restores_purges_by_day=[tuple(row) for row in restores_purges],
                    requests_by_week=[(w, r, a, _float(p50), _float(p95)) for w, r, a, p50, p95 in weekly],
                    open_by_days_left=[(bucket, open_requests.get(bucket, 0)) for bucket in DAYS_LEFT_BUCKETS],
-                   backups_by_day=[tuple(row) for row in backups], backup_bytes_held=sum(map(_bytes, held)))
+                   backups_by_day=[tuple(row) for row in backups], backup_bytes_held=sum(map(folder_bytes, held)))
 
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def _bytes(folder: Path) -> int:
-    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) if folder.is_dir() else 0
 
 
 def write_charts(history: History, folder: Path) -> dict[str, Path]:

@@ -105,7 +105,7 @@ def settle_request_files(con: duckdb.DuckDBPyConnection, home: Home) -> list[Pat
         if parsed is None or parsed.file_hash == UNREADABLE_HASH:
             continue
         rows = con.execute("SELECT status FROM requests WHERE file = ? AND file_hash = ?",
-                           [_recorded_name(path, parsed.file_hash), parsed.file_hash]).fetchall()
+                           [recorded_name(path, parsed.file_hash), parsed.file_hash]).fetchall()
         if rows and all(status in FINAL_STATUSES for (status,) in rows):
             moved.append(archive(path))
     return moved
@@ -122,18 +122,12 @@ def _read(path: Path) -> RequestFile | None:
                            error=f"{path.name}: cannot be read ({exc.strerror or type(exc).__name__})")
 
 
-def _recorded_name(path: Path, file_hash: str) -> str:
-    """The name a request file is recorded under: its own, unless it holds an email or an international phone
-    number (a file named after the person), which the records, the audit trail and the run's metadata never hold.
-    A name of digits alone (a date, a reference number) is kept."""
-    stem = path.stem.strip()
-    if personal_data_kind(path.name) == "email" or (stem.startswith("+") and personal_data_kind(stem) == "phone"):
-        return f"request-{file_hash[:12]}{path.suffix.lower()}"
-    return path.name
-
-
 def recorded_name(path: Path, file_hash: str) -> str:
     """The name a request file is recorded under (in the store, the audit trail and Dagster's run tags).
+
+    Its own name, unless it holds an email or an international phone number (a file named after the person), which
+    the records, the audit trail and the run's metadata never hold; a name of digits alone (a date, a reference
+    number) is kept.
 
     Args:
         path: the request file.
@@ -142,13 +136,16 @@ def recorded_name(path: Path, file_hash: str) -> str:
     Returns:
         The file's own name, or the stand-in.
     """
-    return _recorded_name(path, file_hash)
+    stem = path.stem.strip()
+    if personal_data_kind(path.name) == "email" or (stem.startswith("+") and personal_data_kind(stem) == "phone"):
+        return f"request-{file_hash[:12]}{path.suffix.lower()}"
+    return path.name
 
 
 def _screened(parsed: RequestFile) -> tuple[RequestFile, str]:
     """The file and the name it is recorded under; a request_id that looks like an email or phone quarantines it
     (the id is kept in the records and the audit trail)."""
-    name = _recorded_name(parsed.path, parsed.file_hash)
+    name = recorded_name(parsed.path, parsed.file_hash)
     error = parsed.error
     if error is None and any(personal_data_kind(request.request_id) for request in parsed.requests):
         error = (f"{parsed.path.name}: request_id looks like an email address or phone number; use a reference "

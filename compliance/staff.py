@@ -11,6 +11,14 @@ from compliance.audit import personal_data_kind
 UNKNOWN_REQUESTER = "unknown staff member"
 
 
+def register_scope(con: duckdb.DuckDBPyConnection) -> None:
+    """Define `retention_out_of_scope(location_ids, location_id)` on the connection: the one statement of the rule
+    that an admin with locations (empty or NULL: every location) may act only on contacts of those locations, used by
+    the deletion and restore decisions and the `deletions_trace_to_admin` invariant."""
+    con.execute("CREATE OR REPLACE TEMP MACRO retention_out_of_scope(location_ids, location_id) AS "
+                "coalesce(len(location_ids), 0) > 0 AND NOT coalesce(list_contains(location_ids, location_id), false)")
+
+
 @dataclass(frozen=True)
 class Authorization:
     """The verdict on one requester: the staff user_id found, and why it is refused (None when allowed)."""

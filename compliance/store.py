@@ -21,6 +21,8 @@ from compliance.home import Home, write_private
 from compliance.keys import KeyedHasher
 from compliance.schema import CONTACTS, TABLES, TableSpec
 from compliance.settings import valid_memory_limit
+from compliance.sql import table_exists
+from compliance.staff import register_scope
 
 
 def _crm_table_ddl(spec: TableSpec) -> str:
@@ -234,6 +236,7 @@ class Store:
         configure(con, self.memory_limit, self.home.store_dir / "tmp", self.threads)
         if self.home.secret_file.exists():
             KeyedHasher(self.home.secret()).register(con)
+        register_scope(con)
         if not read_only:
             migrate(con)
             for path in self.home.store_dir.glob("retention.duckdb*"):
@@ -324,9 +327,7 @@ def configure(con: duckdb.DuckDBPyConnection, memory_limit: str, temp_directory:
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     """The schema version recorded in the store (0 for a new file)."""
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_meta'").fetchone()[0]
-    if not exists:
+    if not table_exists(con, "schema_meta"):
         return 0
     row = con.execute("SELECT value FROM schema_meta WHERE key = 'schema_version'").fetchone()
     return int(row[0]) if row else 0

@@ -10,6 +10,7 @@ import pytest
 from compliance.home import Home
 from compliance.store import Store
 from support.crm import AS_OF, write_snapshot
+from support.invariants import tenth_invariant
 
 
 @pytest.fixture
@@ -47,3 +48,10 @@ def crm(home: Home, ingested_template: Home) -> Home:
     shutil.copytree(ingested_template.snapshots_inbox / "s1", home.snapshots_inbox / "s1")
     shutil.copy2(ingested_template.store_file, home.store_file)
     return home
+
+
+@pytest.fixture
+def tenth():
+    """A made-up tenth invariant, registered for one test (see support.invariants)."""
+    with tenth_invariant() as name:
+        yield name

@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 
 from compliance.backup import BackupError, BackupManifest, remove_orphans, verify_backup, write_backup
+from compliance.files import folder_bytes
 from compliance.home import Home, OutsideHome
 from compliance.progress import Progress, count
 from compliance.schema import ASSOCIATED, MEMBERSHIPS
@@ -75,13 +76,8 @@ def back_up(con: duckdb.DuckDBPyConnection, home: Home, settings: Settings, *,
         con.execute("UPDATE plan_sources SET backup_path = ?, backup_sha256 = ?, backup_written_at = ?,"
                     " backup_verified_at = ?, backup_rows = ?, backup_bytes = ? WHERE bulk_action_id = ?",
                     [home.relative(folder), manifest.manifest_sha256, written_at, datetime.now(timezone.utc),
-                     manifest.total_rows, _folder_bytes(folder), bulk_action_id])
+                     manifest.total_rows, folder_bytes(folder), bulk_action_id])
     return results
-
-
-def _folder_bytes(folder: Path) -> int:
-    # What the backup holds on disk, kept with its record so the history can chart bytes held after files expire.
-    return sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
 
 
 def removed_tables(settings: Settings) -> list[str]:

@@ -170,8 +170,7 @@ def _deleted_outside_scope(run: Run) -> dict[str, tuple[str, int, str]]:
         FROM contact_lifecycle l JOIN bulk_actions a ON a.bulk_action_id = l.deleted_by
         JOIN staff st ON st.user_id = a.requested_by
         LEFT JOIN contacts k ON k.contact_id = l.contact_id
-        WHERE l.state = 'deleted' AND coalesce(len(st.location_ids), 0) > 0
-          AND NOT coalesce(list_contains(st.location_ids, k.location_id), false)
+        WHERE l.state = 'deleted' AND retention_out_of_scope(st.location_ids, k.location_id)
         GROUP BY l.deleted_by""").fetchall()
     return {bulk_action_id: (requested_by, count, location) for bulk_action_id, requested_by, count, location in rows}
 

@@ -3,38 +3,11 @@
 from __future__ import annotations
 
 import dagster as dg
-import pytest
 
 from assets.proof import build_retention_invariants, retention_invariants
-from compliance.invariants import DESCRIPTIONS, INVARIANTS, MAX_SAMPLES, REGISTRY, Invariant, register
-from support.crm import AS_OF
+from compliance.invariants import DESCRIPTIONS, INVARIANTS, REGISTRY
 from resources import RetentionResource
-
-TENTH = "no_contact_in_do_not_disturb"
-
-
-class NoContactInDoNotDisturb(Invariant):
-    """A made-up tenth invariant: the hand-made snapshot's c-3 breaks it."""
-
-    description = "No contact has asked not to be disturbed."
-    pass_message = "no contact is in do-not-disturb"
-    fail_message = "{n} contact{s} in do-not-disturb: {details}"
-
-    def measure(self, run):
-        count, samples = run.con.execute(
-            "SELECT count(*), list(contact_id ORDER BY contact_id)[1:$samples] FROM contacts WHERE dnd = $dnd",
-            {"samples": MAX_SAMPLES, "dnd": True}).fetchone()
-        return [self.count_row("dnd", count, samples, detail=f"{count} in contacts")]
-
-
-@pytest.fixture
-def tenth():
-    """The tenth invariant, registered for one test and unregistered after it whatever happens."""
-    register(TENTH)(NoContactInDoNotDisturb)
-    try:
-        yield TENTH
-    finally:
-        REGISTRY.pop(TENTH, None)
+from support.crm import AS_OF
 
 
 def check_specs(asset: dg.AssetsDefinition) -> dict[str, str | None]:

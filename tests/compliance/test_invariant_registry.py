@@ -8,38 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from compliance.invariants import (DESCRIPTIONS, INVARIANTS, MAX_SAMPLES, REGISTRY, Invariant, check_invariants,
-                                   register)
+from compliance.invariants import DESCRIPTIONS, INVARIANTS, REGISTRY, check_invariants, register
 from compliance.invariants.registry import select
 from compliance.settings import Settings
+from support.invariants import NoContactInDoNotDisturb
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECK_AT = datetime(2026, 1, 2, 12, tzinfo=timezone.utc)
-TENTH = "no_contact_in_do_not_disturb"
-
-
-class NoContactInDoNotDisturb(Invariant):
-    """A made-up tenth invariant: the hand-made snapshot's c-3 breaks it."""
-
-    description = "No contact has asked not to be disturbed."
-    pass_message = "no contact is in do-not-disturb"
-    fail_message = "{n} contact{s} in do-not-disturb: {details}"
-
-    def measure(self, run):
-        count, samples = run.con.execute(
-            "SELECT count(*), list(contact_id ORDER BY contact_id)[1:$samples] FROM contacts WHERE dnd = $dnd",
-            {"samples": MAX_SAMPLES, "dnd": True}).fetchone()
-        return [self.count_row("dnd", count, samples, detail=f"{count} in contacts")]
-
-
-@pytest.fixture
-def tenth():
-    """The tenth invariant, registered for one test and unregistered after it whatever happens."""
-    register(TENTH)(NoContactInDoNotDisturb)
-    try:
-        yield TENTH
-    finally:
-        REGISTRY.pop(TENTH, None)
 
 
 def check(con, home, **kwargs):

@@ -64,6 +64,21 @@ def write_contacts(folder, rows, extras, fmt, bad_byte) -> None:
         path.unlink()
 
 
+def assert_loaded_or_refused_cleanly(home: Home, planted_values) -> None:
+    """Ingest the home's pending snapshot: it loads, or it is refused in one line that quotes no planted value and
+    leaves the store as it was."""
+    with Store(home).connect() as con:
+        before = store_contents(con)
+        try:
+            ingest_snapshots(con, home, as_of=CLOCK, accept_shrink=True)
+        except InputError as exc:
+            message = str(exc)
+            assert "\n" not in message and "\r" not in message, message
+            for value in planted_values:
+                assert value not in message, (value, message)
+            assert store_contents(con) == before
+
+
 @profile(25)
 @given(rows=st.lists(ROW, min_size=1, max_size=4, unique_by=lambda row: row["contact_id"]), extras=EXTRA_NAMES,
        fmt=st.sampled_from(["csv", "parquet"]), bad_byte=st.booleans())
@@ -80,16 +95,7 @@ def test_any_snapshot_is_loaded_or_refused_in_one_line_and_the_refusal_changes_n
     write_contacts(folder, rows, extras, fmt, bad_byte)
     outside_before = sorted(p.name for p in home.root.parent.iterdir())
 
-    with Store(home).connect() as con:
-        before = store_contents(con)
-        try:
-            ingest_snapshots(con, home, as_of=CLOCK, accept_shrink=True)
-        except InputError as exc:
-            message = str(exc)
-            assert "\n" not in message and "\r" not in message, message
-            for value in planted(rows):
-                assert value not in message, (value, message)
-            assert store_contents(con) == before
+    assert_loaded_or_refused_cleanly(home, planted(rows))
 
     assert list(sentinel.iterdir()) == []
     assert sorted(p.name for p in home.root.parent.iterdir()) == outside_before
@@ -119,15 +125,6 @@ def test_any_highlevel_page_is_loaded_or_refused_in_one_line_and_the_refusal_cha
     data = json.dumps({"contacts": records}).encode()
     page.write_bytes(data[: len(data) // 2] if truncate else data)
 
-    with Store(home).connect() as con:
-        before = store_contents(con)
-        try:
-            ingest_snapshots(con, home, as_of=CLOCK, accept_shrink=True)
-        except InputError as exc:
-            message = str(exc)
-            assert "\n" not in message and "\r" not in message, message
-            for value in planted(records):
-                assert value not in message, (value, message)
-            assert store_contents(con) == before
+    assert_loaded_or_refused_cleanly(home, planted(records))
 
     assert list(sentinel.iterdir()) == []
