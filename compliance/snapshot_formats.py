@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import duckdb
 
-from compliance.errors import InputError, first_line
+from compliance.errors import InputError
 from compliance.registry import registrar
 from compliance.schema import TABLES, TableSpec
 from compliance.sql import quote_identifier, sql_string

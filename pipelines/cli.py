@@ -11,7 +11,6 @@ import time
 import warnings
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from compliance.audit_anchor import AuditLogBroken, anchored_log

@@ -36,8 +36,7 @@ facts AS (
                    AND retention_keyed_hash('contact_id', c.contact_id) IN (SELECT key_hash FROM erased))
                AS erased_before,
            b.names AS blockers, s.requested_by, k.location_id,
-           retention_out_of_scope(st.location_ids, k.location_id)
-               AS out_of_scope
+           retention_out_of_scope(st.location_ids, k.location_id) AS out_of_scope
     FROM candidates c JOIN plan_sources s USING (bulk_action_id)
     LEFT JOIN staff st ON st.user_id = s.requested_by
     LEFT JOIN contacts k ON k.contact_id = c.contact_id

@@ -12,7 +12,8 @@ from typing import Any
 from compliance.clock import utc_iso
 from compliance.invariants.reductions import NO_BULK_ACTION, deletion_groups, gone_hits
 from compliance.invariants.registry import MAX_SAMPLES, Invariant, Row, Run, register
-from compliance.invariants.results import first_line, plural
+from compliance.errors import first_line
+from compliance.invariants.results import plural
 from compliance.schema import ASSOCIATED, CONTACT_LINKED, MEMBERSHIPS, TableSpec
 from compliance.settings import Settings
 

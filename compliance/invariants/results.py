@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compliance.errors import first_line
 from compliance.invariants.registry import MAX_SAMPLES, Invariant, Row
 
 
@@ -107,9 +106,3 @@ def summarize(invariant: Invariant, verdict: Verdict, rows: list[Row], words: di
 def plural(count: int) -> str:
     """The plural ending for `count` things: "" for one, "s" otherwise."""
     return "" if count == 1 else "s"
-
-
-def first_line(exc: BaseException | str) -> str:
-    """The first line of an error's text (its class name when it has none)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

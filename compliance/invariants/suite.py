@@ -18,7 +18,8 @@ import duckdb
 import pandas as pd
 
 from compliance.invariants.registry import Invariant, Row, Run, select
-from compliance.invariants.results import InvariantSummary, Verdict, first_line, summarize
+from compliance.errors import first_line
+from compliance.invariants.results import InvariantSummary, Verdict, summarize
 from compliance.keys import KeyedHasher
 from compliance.settings import Settings
 

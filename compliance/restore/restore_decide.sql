@@ -7,8 +7,7 @@ WITH facts AS (
     SELECT DISTINCT c.bulk_action_id, c.contact_id, c.subject, s.ord, s.rejection,
            lc.state, lc.deleted_at, lc.restored_at, k.contact_id IS NOT NULL AS in_store,
            p.purged_at, s.requested_by, k.location_id,
-           retention_out_of_scope(st.location_ids, k.location_id)
-               AS out_of_scope
+           retention_out_of_scope(st.location_ids, k.location_id) AS out_of_scope
     FROM restore_candidates c JOIN restore_sources s USING (bulk_action_id)
     LEFT JOIN staff st ON st.user_id = s.requested_by
     LEFT JOIN contact_lifecycle lc ON lc.contact_id = c.contact_id

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from compliance.audit import GENESIS, AuditError, canonical, entry_hash
-from compliance.audit_anchor import AuditLogBroken, StoreAuditAnchor, anchored_log, verify_before_writing
+from compliance.audit_anchor import StoreAuditAnchor, anchored_log, verify_before_writing
 from compliance.store import Store
 from support.crm import AS_OF, store_contents, write_request, write_snapshot
 from pipelines import cli

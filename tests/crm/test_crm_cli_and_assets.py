@@ -13,7 +13,7 @@ import yaml
 
 from compliance.deletion import ManualSelection
 from support.crm import AS_OF, run_deletion, write_snapshot
-from support.highlevel_standin import StandIn, make_contact, start
+from support.highlevel_standin import StandIn, start
 
 from test_highlevel_push import crm_tables, standin_for
 

@@ -7,7 +7,6 @@ import sys
 import time
 from collections import Counter
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 import yaml
