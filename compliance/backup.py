@@ -11,7 +11,7 @@ import shutil
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import duckdb
 
@@ -66,7 +66,8 @@ class BackupManifest:
 
 
 def write_backup(con: duckdb.DuckDBPyConnection, *, folder: Path, bulk_action_id: str, contact_ids_sql: str,
-                 tables: Sequence[str], formats: Sequence[str], written_at: datetime) -> BackupManifest:
+                 tables: Sequence[str], formats: Sequence[str], written_at: datetime,
+                 staged: Mapping[str, tuple[str, Sequence[Any]]] | None = None) -> BackupManifest:
     """Export the given contacts and their rows in the given tables, verify the files, then publish the folder.
 
     The files are written into `<folder>.partial` (owner-only from its creation), checked against the manifest,
@@ -80,6 +81,9 @@ def write_backup(con: duckdb.DuckDBPyConnection, *, folder: Path, bulk_action_id
         tables: tables with a contact_id column to back up besides contacts (e.g. notes, list_memberships).
         formats: one or both of csv, parquet.
         written_at: the run's clock.
+        staged: per table, a SELECT of exactly the rows to back up (the table's columns, in its order) and its
+            parameters, when the caller staged them already (deletion.back_up stages the whole run's rows once);
+            a table not in it is read for the contacts of contact_ids_sql.
 
     Returns:
         The verified manifest of the published folder.
@@ -105,15 +109,18 @@ def write_backup(con: duckdb.DuckDBPyConnection, *, folder: Path, bulk_action_id
     ids = f"_backup_ids_{secrets.token_hex(6)}"
     current = "contact_ids_sql"
     try:
-        con.execute(f"CREATE TEMP TABLE {ids} AS SELECT DISTINCT CAST(contact_id AS VARCHAR) AS contact_id "
-                    f"FROM ({contact_ids_sql}) WHERE contact_id IS NOT NULL")
+        staged = staged or {}
+        if any(table not in staged for table in names):
+            con.execute(f"CREATE TEMP TABLE {ids} AS SELECT DISTINCT CAST(contact_id AS VARCHAR) AS contact_id "
+                        f"FROM ({contact_ids_sql}) WHERE contact_id IS NOT NULL")
         files: list[BackupFile] = []
         for table in names:
-            selected = f"SELECT * FROM {table} WHERE contact_id IN (SELECT contact_id FROM {ids})"
+            selected, params = staged.get(table) or (
+                f"SELECT * FROM {table} WHERE contact_id IN (SELECT contact_id FROM {ids})", ())
             counts = {}
             for fmt in formats:
                 current = f"{table}.{fmt}"
-                counts[fmt] = _copy(con, table, selected, fmt, partial / current)
+                counts[fmt] = _copy(con, table, selected, fmt, partial / current, params)
                 files.append(BackupFile(table, fmt, current, counts[fmt], _sha256(partial / current, sync=True)))
             if len(set(counts.values())) > 1:
                 raise BackupError(f"backup {partial}: {table}: the formats hold different row counts {counts}")
@@ -297,13 +304,14 @@ def _csv_columns(con: duckdb.DuckDBPyConnection, table: str) -> str:
     return ", ".join(selected)
 
 
-def _copy(con: duckdb.DuckDBPyConnection, table: str, selected: str, fmt: str, path: Path) -> int:
+def _copy(con: duckdb.DuckDBPyConnection, table: str, selected: str, fmt: str, path: Path,
+          params: Sequence[Any] = ()) -> int:
     if fmt == "csv":
         query = f"SELECT {_csv_columns(con, table)} FROM ({selected})"
         options = "FORMAT csv, HEADER true"
     else:
         query, options = selected, "FORMAT parquet"
-    written = con.execute(f"COPY ({query}) TO {_quote_path(path)} ({options})").fetchone()
+    written = con.execute(f"COPY ({query}) TO {_quote_path(path)} ({options})", list(params)).fetchone()
     path.chmod(0o600)
     return int(written[0]) if written else _count_rows(con, path, fmt)
 

@@ -1,4 +1,15 @@
-"""Applying a deletion plan: per bulk action, one transaction that cascades, suppresses, records and settles."""
+"""Applying a deletion plan: every unrecorded bulk action of the run in one transaction.
+
+Why one transaction is safe: each bulk action stays all-or-nothing because the run's bulk actions are now all
+together or none at all. A crash (SIGKILL, power loss) anywhere inside rolls back every cascade, tombstone,
+suppression, item, record and request answer of the run; the plan's requests stay pending and the next run plans
+and applies them again, exactly once. Backups are written and verified before the transaction begins; the folders
+of bulk actions that never committed name no committed bulk action and no audited one, so the next run's back_up
+removes them as orphans and writes its own. What differs from a transaction per bulk action is only what a crash
+loses (the whole run instead of the bulk action in flight), and each table is read once for the run instead of
+once per bulk action. A bulk action whose backup failed deletes nothing (it stages no contacts) and is recorded
+`failed` inside the same transaction.
+"""
 
 from __future__ import annotations
 
@@ -39,7 +50,7 @@ class AppliedAction:
 
 def apply_deletions(con: duckdb.DuckDBPyConnection, *, hasher: KeyedHasher, settings: Settings, as_of: datetime,
                     run_id: str | None = None, progress: Progress = lambda message: None) -> list[AppliedAction]:
-    """Record every planned bulk action and apply its deletions, each in one transaction.
+    """Record every planned bulk action and apply its deletions, all in one transaction (see the module's docstring).
 
     A bulk action whose backup is missing or no longer verifies (verify_planned_backups) deletes nothing and is
     recorded `failed`.
@@ -56,24 +67,31 @@ def apply_deletions(con: duckdb.DuckDBPyConnection, *, hasher: KeyedHasher, sett
         The bulk actions recorded.
     """
     unverified = verify_planned_backups(con)
-    applied = []
+    work = []
     for source, backup_path, backup_error in _unrecorded_sources(con):
-        planned = dict(con.execute("SELECT outcome, count(*) FROM plan_items WHERE bulk_action_id = ? GROUP BY 1",
-                                   [source.bulk_action_id]).fetchall())
+        planned = con.execute("SELECT count(*) FROM plan_items WHERE bulk_action_id = ?",
+                              [source.bulk_action_id]).fetchone()[0]
         if not planned and source.source_kind != SourceKind.REQUEST:
             continue
         if backup_error is None and source.bulk_action_id in unverified:
             backup_error = f"backup did not verify before delete: {unverified[source.bulk_action_id]}"
-        progress(f"applying bulk action {source.bulk_action_id} ({source.source})")
-        with transaction(con):
-            status = _apply_one(con, source, hasher, settings, as_of, run_id, backup_error)
-        final = item_counts(con, source.bulk_action_id)
-        applied.append(AppliedAction(
-            source.bulk_action_id, source.source, status.value, {o: final.get(o, 0) for o in OUTCOMES},
-            _shown_backup(con, backup_path) if status == BulkActionStatus.COMPLETED and final.get(Outcome.DELETED)
-            else None,
-            source.rejection or backup_error))
-        count(progress, "apply", final.get(Outcome.DELETED, 0), "contacts")
+        work.append((source, backup_path, backup_error))
+    applied: list[AppliedAction] = []
+    if not work:
+        return applied
+    with transaction(con):
+        _stage_doomed(con, [source.bulk_action_id for source, _, error in work if not error])
+        _cascade_staged(con, settings, as_of)
+        for source, backup_path, backup_error in work:
+            progress(f"applying bulk action {source.bulk_action_id} ({source.source})")
+            status = _apply_one(con, source, hasher, as_of, run_id, backup_error)
+            final = item_counts(con, source.bulk_action_id)
+            applied.append(AppliedAction(
+                source.bulk_action_id, source.source, status.value, {o: final.get(o, 0) for o in OUTCOMES},
+                _shown_backup(con, backup_path) if status == BulkActionStatus.COMPLETED and final.get(Outcome.DELETED)
+                else None,
+                source.rejection or backup_error))
+            count(progress, "apply", final.get(Outcome.DELETED, 0), "contacts")
     return applied
 
 
@@ -97,11 +115,18 @@ def _unrecorded_sources(con: duckdb.DuckDBPyConnection) -> list[tuple[PlanSource
     return [(PlanSource(*row[:10]), row[10], row[11]) for row in rows]
 
 
-def _apply_one(con: duckdb.DuckDBPyConnection, source: PlanSource, hasher: KeyedHasher, settings: Settings,
-               as_of: datetime, run_id: str | None, backup_error: str | None) -> BulkActionStatus:
-    """One bulk action, inside the caller's transaction: cascade, suppress, record, settle."""
-    cascade(con, source.bulk_action_id, settings, as_of, deleting=not backup_error)
+def _apply_one(con: duckdb.DuckDBPyConnection, source: PlanSource, hasher: KeyedHasher, as_of: datetime,
+               run_id: str | None, backup_error: str | None) -> BulkActionStatus:
+    """One bulk action, inside the run's transaction after the cascade: suppress, record, settle.
+
+    `doomed` is narrowed to this bulk action's contacts, and `doomed_later` holds those the run's later bulk actions
+    delete: they still count as active for this one's suppression, as when each bulk action committed on its own.
+    """
+    con.execute("CREATE OR REPLACE TEMP TABLE doomed AS SELECT contact_id FROM run_doomed WHERE bulk_action_id = ?",
+                [source.bulk_action_id])
     if source.legal and not backup_error:
+        con.execute("CREATE OR REPLACE TEMP TABLE doomed_later AS SELECT contact_id FROM run_doomed WHERE ord > ?",
+                    [source.ord])
         suppress_erased(con, hasher, source.bulk_action_id, as_of)
     status = record_deletion(con, source, as_of=as_of, run_id=run_id, backup_error=backup_error)
     settle_request(con, source, backup_error)
@@ -113,6 +138,7 @@ def cascade(con: duckdb.DuckDBPyConnection, bulk_action_id: str, settings: Setti
     """Delete a bulk action's planned contacts: their linked rows (leaving tombstones), then the contacts.
 
     The contacts deleted are left in the temp table `doomed` for the steps that follow in the transaction.
+    apply_deletions cascades the whole run at once; this is the same cascade for one bulk action.
 
     Args:
         con: the store connection, inside the bulk action's transaction.
@@ -121,37 +147,65 @@ def cascade(con: duckdb.DuckDBPyConnection, bulk_action_id: str, settings: Setti
         as_of: the run's clock: the contacts' deleted_at.
         deleting: False when the backup failed: nothing is deleted, and `doomed` is empty.
     """
-    if deleting:
-        con.execute("CREATE OR REPLACE TEMP TABLE doomed AS SELECT contact_id FROM plan_items "
-                    "WHERE bulk_action_id = ? AND outcome = ?", [bulk_action_id, Outcome.DELETED])
-    else:
-        con.execute("CREATE OR REPLACE TEMP TABLE doomed (contact_id VARCHAR)")
+    _stage_doomed(con, [bulk_action_id] if deleting else [])
+    _cascade_staged(con, settings, as_of)
+    con.execute("CREATE OR REPLACE TEMP TABLE doomed AS SELECT contact_id FROM run_doomed")
+
+
+def _stage_doomed(con: duckdb.DuckDBPyConnection, bulk_action_ids: list[str]) -> None:
+    """The temp table `run_doomed`: the contacts the given bulk actions delete, each once, with its source's ord."""
+    # A contact is deleted by the first source that claims it (decide.sql); DISTINCT ON keeps that even if two did.
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE run_doomed AS
+        SELECT DISTINCT ON (i.contact_id) i.contact_id, i.bulk_action_id, s.ord
+        FROM plan_items i JOIN plan_sources s USING (bulk_action_id)
+        WHERE i.outcome = ? AND i.contact_id IS NOT NULL AND i.bulk_action_id IN (SELECT unnest(?::VARCHAR[]))
+        ORDER BY i.contact_id, s.ord""", [Outcome.DELETED, bulk_action_ids])
+
+
+def _cascade_staged(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: datetime) -> None:
+    """Delete the contacts of `run_doomed`: per removed table one scan stages the rows, then tombstones, enrollment
+    metrics and the DELETE (by rowid, in the same transaction) read the staged rows; then the lifecycle rows."""
     for name in removed_tables(settings):
         spec = BY_NAME[name]
-        con.execute(f"INSERT INTO tombstones SELECT ?, {spec.row_key_sql('t')}, ? FROM {name} t "
-                    f"WHERE t.contact_id IN (SELECT contact_id FROM doomed)", [name, bulk_action_id])
+        metric_columns = ""
+        if name in _MEMBERSHIP_OBJECTS:
+            metric_columns = f", t.{_MEMBERSHIP_OBJECTS[name][1]} AS object_id, {_active_sql(name)} AS active"
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE removed_rows AS
+            SELECT t.rowid AS row_id, d.bulk_action_id, {spec.row_key_sql('t')} AS row_key{metric_columns}
+            FROM {name} t JOIN run_doomed d ON t.contact_id = d.contact_id""")
+        con.execute("INSERT INTO tombstones SELECT ?, row_key, bulk_action_id FROM removed_rows", [name])
         if name in _MEMBERSHIP_OBJECTS:
             _keep_enrollment_metrics(con, name)
-        con.execute(f"DELETE FROM {name} WHERE contact_id IN (SELECT contact_id FROM doomed)")
+        con.execute(f"DELETE FROM {name} WHERE rowid IN (SELECT row_id FROM removed_rows)")
+    con.execute("DROP TABLE IF EXISTS removed_rows")
     con.execute("""
         INSERT INTO contact_lifecycle (contact_id, state, deleted_at, deleted_by)
-        SELECT contact_id, ?, ?, ? FROM doomed
+        SELECT contact_id, ?, ?, bulk_action_id FROM run_doomed
         ON CONFLICT (contact_id) DO UPDATE SET state = excluded.state, deleted_at = excluded.deleted_at,
             deleted_by = excluded.deleted_by, restored_at = NULL, restored_by = NULL""",
-                [ContactState.DELETED, as_of, bulk_action_id])
+                [ContactState.DELETED, as_of])
+
+
+def _active_sql(table: str) -> str:
+    """Whether a membership row (alias t) is active, for the enrollment metrics."""
+    # `active` here is the CRM's own campaign and enrollment status (compliance.schema), not a contact state.
+    if table == "workflow_enrollments":
+        return "t.status = 'active'"
+    if table == "campaign_enrollments":
+        return "t.campaign_id IN (SELECT campaign_id FROM campaigns WHERE status = 'active')"
+    return "false"
 
 
 def _keep_enrollment_metrics(con: duckdb.DuckDBPyConnection, table: str) -> None:
-    """Count the enrollments a delete removes per campaign/workflow/list, so aggregate metrics survive (R12)."""
-    kind, id_column = _MEMBERSHIP_OBJECTS[table]
-    # `active` here is the CRM's own campaign and enrollment status (compliance.schema), not a contact state.
-    active = "status = 'active'" if table == "workflow_enrollments" else (
-        f"{id_column} IN (SELECT campaign_id FROM campaigns WHERE status = 'active')"
-        if table == "campaign_enrollments" else "false")
-    con.execute(f"""
+    """Count the enrollments a delete removes per campaign/workflow/list, so aggregate metrics survive (R12).
+
+    Reads the table's staged `removed_rows` (all bulk actions of the run at once: the counts add up the same).
+    """
+    con.execute("""
         INSERT INTO enrollment_metrics
-        SELECT ?, {id_column}, count(*), count(*) FILTER (WHERE {active}) FROM {table}
-        WHERE contact_id IN (SELECT contact_id FROM doomed) GROUP BY {id_column}
+        SELECT ?, object_id, count(*), count(*) FILTER (WHERE active) FROM removed_rows GROUP BY object_id
         ON CONFLICT (object_kind, object_id) DO UPDATE SET
             removed_by_deletion = removed_by_deletion + excluded.removed_by_deletion,
-            removed_active = removed_active + excluded.removed_active""", [kind])
+            removed_active = removed_active + excluded.removed_active""", [_MEMBERSHIP_OBJECTS[table][0]])

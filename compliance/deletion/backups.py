@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 
 from compliance.backup import BackupError, BackupManifest, remove_orphans, verify_backup, write_backup
+from compliance.errors import first_line
 from compliance.files import folder_bytes
 from compliance.home import Home, OutsideHome
 from compliance.progress import Progress, count
@@ -33,6 +34,9 @@ def back_up(con: duckdb.DuckDBPyConnection, home: Home, settings: Settings, *,
             progress: Progress = lambda message: None) -> dict[str, BackupManifest | str]:
     """Write and verify a backup of every planned deletion, per bulk action (R5), before anything is removed.
 
+    Each removed table is read once for the whole run (_stage_rows); each bulk action's backup is then written,
+    in its own folder with its own manifest, from its staged rows.
+
     Args:
         con: the store with a plan.
         home: where backups go.
@@ -44,40 +48,76 @@ def back_up(con: duckdb.DuckDBPyConnection, home: Home, settings: Settings, *,
     """
     kept = [row[0] for row in con.execute("SELECT bulk_action_id FROM backups").fetchall()]
     committed = {row[0] for row in con.execute("SELECT bulk_action_id FROM bulk_actions").fetchall()}
-    planned = con.execute("SELECT DISTINCT s.bulk_action_id FROM plan_sources s JOIN plan_items i "
-                          "USING (bulk_action_id) WHERE i.outcome = ? AND NOT s.preview "
-                          "AND s.bulk_action_id NOT IN (SELECT bulk_action_id FROM bulk_actions) ORDER BY 1",
-                          [Outcome.DELETED]).fetchall()
+    planned = [row[0] for row in con.execute(
+        "SELECT DISTINCT s.bulk_action_id FROM plan_sources s JOIN plan_items i USING (bulk_action_id) "
+        "WHERE i.outcome = ? AND NOT s.preview AND s.bulk_action_id NOT IN (SELECT bulk_action_id FROM bulk_actions) "
+        "ORDER BY 1", [Outcome.DELETED]).fetchall()]
     # Leftovers of a run killed before its delete committed hold personal data and back nothing.
-    remove_orphans(home.backups_dir, kept + [row[0] for row in planned], committed=committed,
-                   audit_file=home.audit_file)
+    remove_orphans(home.backups_dir, kept + planned, committed=committed, audit_file=home.audit_file)
     results: dict[str, BackupManifest | str] = {}
-    for (bulk_action_id,) in planned:
-        folder = home.backups_dir / bulk_action_id
-        progress(f"backing up bulk action {bulk_action_id}")
-        try:
-            written_at = datetime.now(timezone.utc)
-            con.execute("CREATE OR REPLACE TEMP TABLE backup_planned AS SELECT contact_id FROM plan_items "
-                        "WHERE bulk_action_id = ? AND outcome = ?", [bulk_action_id, Outcome.DELETED])
-            manifest = write_backup(
-                con, folder=folder, bulk_action_id=bulk_action_id,
-                contact_ids_sql="SELECT contact_id FROM backup_planned",
-                tables=removed_tables(settings), formats=settings.backup_formats, written_at=written_at)
-            verify_backup(folder, manifest.manifest_sha256)
-        except (BackupError, OSError, duckdb.Error) as exc:
-            results[bulk_action_id] = f"backup failed: {exc}"
-            con.execute("UPDATE plan_sources SET backup_error = ? WHERE bulk_action_id = ?",
-                        [results[bulk_action_id], bulk_action_id])
-            continue
-        finally:
-            con.execute("DROP TABLE IF EXISTS backup_planned")
-        results[bulk_action_id] = manifest
-        count(progress, "backup", manifest.total_rows)
-        con.execute("UPDATE plan_sources SET backup_path = ?, backup_sha256 = ?, backup_written_at = ?,"
-                    " backup_verified_at = ?, backup_rows = ?, backup_bytes = ? WHERE bulk_action_id = ?",
-                    [home.relative(folder), manifest.manifest_sha256, written_at, datetime.now(timezone.utc),
-                     manifest.total_rows, folder_bytes(folder), bulk_action_id])
+    if not planned:
+        return results
+    tables = ["contacts", *removed_tables(settings)]
+    try:
+        staged_error = None
+        _stage_rows(con, planned, tables)
+    except duckdb.Error as exc:
+        staged_error = f"backup failed: staging the rows to back up: {first_line(exc)}"
+    try:
+        for bulk_action_id in planned:
+            progress(f"backing up bulk action {bulk_action_id}")
+            outcome = staged_error or _write_one(con, home, settings, bulk_action_id, tables)
+            results[bulk_action_id] = outcome
+            if isinstance(outcome, str):
+                con.execute("UPDATE plan_sources SET backup_error = ? WHERE bulk_action_id = ?",
+                            [outcome, bulk_action_id])
+            else:
+                count(progress, "backup", outcome.total_rows)
+    finally:
+        for table in tables:
+            con.execute(f"DROP TABLE IF EXISTS {_staged(table)}")
+        con.execute("DROP TABLE IF EXISTS backup_planned")
     return results
+
+
+def _staged(table: str) -> str:
+    """The temp table holding a removed table's staged rows."""
+    return f"backup_staged_{table}"
+
+
+def _stage_rows(con: duckdb.DuckDBPyConnection, planned: list[str], tables: list[str]) -> None:
+    """One scan per table: the rows of every planned deletion of the run, with their bulk action and rowid."""
+    con.execute("CREATE OR REPLACE TEMP TABLE backup_planned AS SELECT DISTINCT bulk_action_id, contact_id "
+                "FROM plan_items WHERE outcome = ? AND contact_id IS NOT NULL "
+                "AND bulk_action_id IN (SELECT unnest(?::VARCHAR[]))", [Outcome.DELETED, planned])
+    for table in tables:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {_staged(table)} AS "
+                    f"SELECT t.*, p.bulk_action_id AS _backup_bulk_action_id, t.rowid AS _backup_row_id "
+                    f"FROM {table} t JOIN backup_planned p ON t.contact_id = p.contact_id")
+
+
+def _write_one(con: duckdb.DuckDBPyConnection, home: Home, settings: Settings, bulk_action_id: str,
+               tables: list[str]) -> BackupManifest | str:
+    """One bulk action's backup, from its staged rows, verified and recorded on its plan source; or why it failed."""
+    folder = home.backups_dir / bulk_action_id
+    # The files hold the table's own columns in the table's row order, as when each backup read the table itself.
+    staged = {table: (f"SELECT * EXCLUDE (_backup_bulk_action_id, _backup_row_id) FROM {_staged(table)} "
+                      f"WHERE _backup_bulk_action_id = ? ORDER BY _backup_row_id", [bulk_action_id])
+              for table in tables}
+    try:
+        written_at = datetime.now(timezone.utc)
+        manifest = write_backup(
+            con, folder=folder, bulk_action_id=bulk_action_id,
+            contact_ids_sql=f"SELECT contact_id FROM {_staged('contacts')}", tables=tables[1:],
+            formats=settings.backup_formats, written_at=written_at, staged=staged)
+        verify_backup(folder, manifest.manifest_sha256)
+    except (BackupError, OSError, duckdb.Error) as exc:
+        return f"backup failed: {exc}"
+    con.execute("UPDATE plan_sources SET backup_path = ?, backup_sha256 = ?, backup_written_at = ?,"
+                " backup_verified_at = ?, backup_rows = ?, backup_bytes = ? WHERE bulk_action_id = ?",
+                [home.relative(folder), manifest.manifest_sha256, written_at, datetime.now(timezone.utc),
+                 manifest.total_rows, folder_bytes(folder), bulk_action_id])
+    return manifest
 
 
 def removed_tables(settings: Settings) -> list[str]:

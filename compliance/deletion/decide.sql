@@ -5,13 +5,16 @@
 -- outside them is rejected whatever else holds, so that nothing of it changes (not even a legal erasure's
 -- suppression of an already-deleted contact).
 CREATE OR REPLACE TABLE plan_items AS
+-- Blockers of the candidates only: aggregating every contact's enrollments scanned the store for nothing.
 WITH blockers AS (
     SELECT contact_id, string_agg(what, '; ' ORDER BY what) AS names FROM (
         SELECT e.contact_id, 'active campaign ' || k.campaign_id || ' (' || k.name || ')' AS what
-        FROM campaign_enrollments e JOIN campaigns k USING (campaign_id) WHERE k.status = 'active'
+        FROM campaign_enrollments e JOIN campaigns k USING (campaign_id)
+        WHERE k.status = 'active' AND e.contact_id IN (SELECT contact_id FROM plan_candidates)
         UNION ALL
         SELECT e.contact_id, 'active workflow ' || w.workflow_id || ' (' || w.name || ')'
-        FROM workflow_enrollments e JOIN workflows w USING (workflow_id) WHERE e.status = 'active')
+        FROM workflow_enrollments e JOIN workflows w USING (workflow_id)
+        WHERE e.status = 'active' AND e.contact_id IN (SELECT contact_id FROM plan_candidates))
     GROUP BY contact_id),
 erased AS (
     SELECT key_hash FROM suppression UNION SELECT contact_hash FROM purged_contacts),

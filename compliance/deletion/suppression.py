@@ -16,8 +16,9 @@ def suppress_erased(con: duckdb.DuckDBPyConnection, hasher: KeyedHasher, bulk_ac
 
     A person a legal erasure finds already deleted (by an internal action, maybe in this very run) is erased too:
     suppressed, so that a later snapshot cannot bring them back. So is a subject that matches no contact, so that
-    the person does not arrive with a later snapshot. Runs inside the bulk action's transaction, after the cascade
-    (the contacts it deletes are in the temp table `doomed`).
+    the person does not arrive with a later snapshot. Runs inside the run's transaction, after the cascade (the
+    contacts this bulk action deletes are in the temp table `doomed`, those the run's later bulk actions delete in
+    `doomed_later`).
 
     Args:
         con: the store connection, with the keyed-hash macro registered.
@@ -34,13 +35,15 @@ def suppress_erased(con: duckdb.DuckDBPyConnection, hasher: KeyedHasher, bulk_ac
     con.execute(erased, parameters(erased, {"bulk_action_id": bulk_action_id}))
     # An email or phone still carried by an active contact, as its primary or an additional identifier (the same
     # person's other contact, or a shared line), is not suppressed: it would hide that contact from later snapshots
-    # while it stays active here.
+    # while it stays active here. A contact a later bulk action of the run deletes counts as active, as it was when
+    # each bulk action committed on its own (the run's cascade has already marked it deleted).
     erased_keys = """
         CREATE OR REPLACE TEMP TABLE erased_keys AS
         SELECT DISTINCT e.kind, e.key FROM contact_identifiers e
         WHERE e.contact_id IN (SELECT contact_id FROM erased)
           AND NOT EXISTS (SELECT 1 FROM contact_identifiers a WHERE a.kind = e.kind AND a.key = e.key
-              AND a.contact_id NOT IN (SELECT contact_id FROM contact_lifecycle WHERE state = $state_deleted))"""
+              AND (a.contact_id NOT IN (SELECT contact_id FROM contact_lifecycle WHERE state = $state_deleted)
+                   OR a.contact_id IN (SELECT contact_id FROM doomed_later)))"""
     con.execute(erased_keys, parameters(erased_keys, {}))
     insert = f"""
         INSERT INTO suppression
