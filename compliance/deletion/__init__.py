@@ -1,9 +1,10 @@
 """Deletion: one set-based plan per run (requests, rules, manual selections), verified backups, atomic apply.
 
-By responsibility: `planning` (sources, candidates, the decision in decide.sql), `backups` (the backup hand-off
-and the blocking verification before delete), `apply` (per bulk action: cascade with tombstones and enrollment
-metrics), `suppression` (keyed hashes of legal erasures) and `recording` (the bulk action and the request it
-answers). The names below are the package's interface.
+By responsibility: `planning` (sources, candidates, the decision in decide.sql), `backups` (the backup hand-off,
+each table read once for the run, and the blocking verification before delete), `apply` (the run's bulk actions in
+one transaction: one cascade with tombstones and enrollment metrics, then each bulk action recorded),
+`suppression` (keyed hashes of legal erasures) and `recording` (the bulk action and the request it answers).
+The names below are the package's interface.
 """
 
 from compliance.bulk_actions import new_bulk_action_id

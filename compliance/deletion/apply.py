@@ -1,14 +1,15 @@
-"""Applying a deletion plan: every unrecorded bulk action of the run in one transaction.
+"""Applying a deletion plan: every unrecorded bulk action of the run in one transaction, each table read once.
 
-Why one transaction is safe: each bulk action stays all-or-nothing because the run's bulk actions are now all
-together or none at all. A crash (SIGKILL, power loss) anywhere inside rolls back every cascade, tombstone,
-suppression, item, record and request answer of the run; the plan's requests stay pending and the next run plans
-and applies them again, exactly once. Backups are written and verified before the transaction begins; the folders
-of bulk actions that never committed name no committed bulk action and no audited one, so the next run's back_up
-removes them as orphans and writes its own. What differs from a transaction per bulk action is only what a crash
-loses (the whole run instead of the bulk action in flight), and each table is read once for the run instead of
-once per bulk action. A bulk action whose backup failed deletes nothing (it stages no contacts) and is recorded
-`failed` inside the same transaction.
+Why one transaction is safe: a crash (SIGKILL, power loss) anywhere inside it rolls back all the run did to the
+store (cascades, tombstones, enrollment counts, suppression, items, records, request answers), so each bulk action
+is still all there or not there at all, only now together with the run's others. Its requests stay pending, and the
+next run plans and applies them again, once. The backups are written and verified before the transaction starts;
+the folder of a bulk action that never committed names no committed or audited bulk action, so the next run's
+back_up removes it as an orphan and writes its own. Rows are deleted by rowid: the rowids are read in the same
+transaction, on a store no other process writes (the store's lock), so they still name the staged rows. What a
+crash loses is the run's work instead of the bulk action in flight; in exchange each removed table is read once per
+run instead of three times per bulk action. A bulk action whose backup failed stages no contacts, deletes nothing
+and is recorded `failed` in the same transaction.
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ def record_deletion(con: duckdb.DuckDBPyConnection, source: PlanSource, *, as_of
     With a backup error, the contacts it would have deleted are recorded `failed`, with the error: nothing was.
 
     Args:
-        con: the store connection, inside the bulk action's transaction (after the cascade: `doomed` holds the
-            contacts deleted).
+        con: the store connection, inside the run's transaction (after the cascade: `doomed` holds the
+            contacts this bulk action deleted).
         source: the plan source.
         as_of: the run's clock.
         run_id: the Dagster run.
@@ -67,7 +67,7 @@ def settle_request(con: duckdb.DuckDBPyConnection, source: PlanSource, backup_er
     subjects of an answered request leave pending_subjects: from then on the person is kept only as hashes.
 
     Args:
-        con: the store connection, inside the bulk action's transaction (the plan's tables still there).
+        con: the store connection, inside the run's transaction (the plan's tables still there).
         source: the plan source (nothing to do unless it is a request).
         backup_error: why the delete could not run; the request stays pending and is retried on the next run.
     """
