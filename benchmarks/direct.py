@@ -160,14 +160,13 @@ class DirectHome:
         for step in steps.DAILY_RUN:
             if step.job_step not in REQUEST_JOB_STEPS:
                 continue
-            with rec.step(prefix + MIRRORED[step.job_step], rows_label=ROWS_LABELS.get(step.job_step, "rows"),
-                          group=group) as timed:
+            # One person's erasure is counted in contacts deleted (the daily run's row counts rows removed).
+            label = "contacts deleted" if step.job_step == "applied_deletions" else ROWS_LABELS.get(step.job_step,
+                                                                                                     "rows")
+            with rec.step(prefix + MIRRORED[step.job_step], rows_label=label, group=group) as timed:
                 out = step.run(ctx)
             rows = _rows_of(step.job_step, out, ctx.con, result)
-            if rows is not None:
-                timed.rows = rows
-            if step.job_step == "applied_deletions":
-                timed.rows, timed.rows_label = result.deleted, "contacts deleted"
+            timed.rows = result.deleted if step.job_step == "applied_deletions" else (rows or 0)
         return result
 
     def purge(self, rec: Recorder, as_of: datetime, *, group: str) -> PurgeResult:
