@@ -34,7 +34,8 @@ from compliance.sql import quote_identifier
 def _scans(node: dict[str, Any], found: list[dict[str, Any]]) -> list[dict[str, Any]]:
     info = node.get("extra_info") or {}
     if node.get("name") in ("SEQ_SCAN", "TABLE_SCAN", "INDEX_SCAN") or "Table" in info:
-        found.append({"table": str(info.get("Table", "")).rsplit(".", 1)[-1], "type": info.get("Type", node.get("name")),
+        found.append({"table": str(info.get("Table", "")).rsplit(".", 1)[-1],
+                      "type": info.get("Type", node.get("name")),
                       "rows_scanned": node.get("rows_scanned"), "row_groups_scanned": node.get("row_groups_scanned"),
                       "dynamic_filters": info.get("Dynamic Filters")})
     for child in node.get("children", []):
