@@ -92,6 +92,10 @@ def measure(store_file: Path, *, layout: str, art: bool, ids: int, contacts_orde
     with tempfile.TemporaryDirectory(prefix="retention-clustering-") as folder:
         copy = Path(folder) / "store.duckdb"
         shutil.copyfile(store_file, copy)
+        # A store not checkpointed since its last write keeps those writes in its write-ahead log.
+        wal = store_file.with_name(store_file.name + ".wal")
+        if wal.exists():
+            shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
         con = duckdb.connect(str(copy))
         try:
             con.execute("SET enable_progress_bar = false")
