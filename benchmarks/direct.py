@@ -36,6 +36,9 @@ MIRRORED = {
     "retention_invariants": "invariants + Data Docs",
     "compliance_report": "compliance report",
 }
+# request_job's steps (pipelines/jobs.py), in the order compliance_job (and so steps.DAILY_RUN) runs them.
+REQUEST_JOB_STEPS = ("request_intake", "applied_restores", "deletion_plan", "contact_backups",
+                     "contact_backups_planned_backups_verify", "applied_deletions")
 DELETE_RUN_STEPS = ("intake", "rule matches", "plan", "backup", "backup verify (blocking check)", "apply (cascade)")
 LINKED_TABLES = ("conversations", "notes", "tasks", "activities", "campaign_enrollments", "workflow_enrollments",
                  "list_memberships")
@@ -146,6 +149,24 @@ class DirectHome:
                 timed.rows = rows
             if step.job_step == "crm_snapshots":
                 after_ingest()
+        return result
+
+    def request_run(self, rec: Recorder, as_of: datetime, *, prefix: str, group: str) -> DailyRun:
+        """What request_job runs, as direct calls: the REQUEST_JOB_STEPS of steps.DAILY_RUN in order, one row each.
+
+        Rows are named `<prefix><the daily run's row name>`.
+        """
+        ctx, result = self.context(as_of), DailyRun()
+        for step in steps.DAILY_RUN:
+            if step.job_step not in REQUEST_JOB_STEPS:
+                continue
+            # One person's erasure is counted in contacts deleted (the daily run's row counts rows removed).
+            label = "contacts deleted" if step.job_step == "applied_deletions" else ROWS_LABELS.get(step.job_step,
+                                                                                                     "rows")
+            with rec.step(prefix + MIRRORED[step.job_step], rows_label=label, group=group) as timed:
+                out = step.run(ctx)
+            rows = _rows_of(step.job_step, out, ctx.con, result)
+            timed.rows = result.deleted if step.job_step == "applied_deletions" else (rows or 0)
         return result
 
     def purge(self, rec: Recorder, as_of: datetime, *, group: str) -> PurgeResult:

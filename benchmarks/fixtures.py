@@ -24,6 +24,9 @@ ADMIN = "u-admin-1"
 REQUEST_ID = "GDPR-BENCH-0001"
 REQUEST_FILE = "gdpr-bench-0001.json"
 
+SINGLE_REQUEST_ID = "GDPR-BENCH-SINGLE"
+SINGLE_REQUEST_FILE = "gdpr-bench-single.json"
+
 RULES_YAML = f"""\
 rules:
   - name: {RULE_NAME}
@@ -112,6 +115,25 @@ def make_home(root: Path, source: Source, memory_limit: str):
     if source.subjects:
         shutil.copy2(source.request_file, home.requests_inbox / REQUEST_FILE)
     return home
+
+
+def write_single_subject_request(home, email: str, received_at: datetime) -> Path:
+    """Drop a GDPR erasure request naming one person by email in the home's inbox/requests.
+
+    Args:
+        home: the home (compliance.home.Home).
+        email: the person's email, as the request names it.
+        received_at: when the request was received.
+
+    Returns:
+        The request file.
+    """
+    request = {"request_id": SINGLE_REQUEST_ID, "kind": "erasure", "regulation": "gdpr", "requested_by": ADMIN,
+               "received_at": received_at.strftime("%Y-%m-%dT%H:%M:%SZ"), "confirm": "DELETE",
+               "subjects": [{"email": email}]}
+    path = home.requests_inbox / SINGLE_REQUEST_FILE
+    path.write_text(json.dumps(request, indent=1) + "\n")
+    return path
 
 
 def _spoken(phone: str) -> str:

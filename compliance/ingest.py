@@ -338,14 +338,18 @@ def _apply(con: duckdb.DuckDBPyConnection, snapshot_id: str, content_hash: str, 
                 con.execute(f"DELETE FROM {spec.name}")
                 con.execute(f"INSERT INTO {spec.name} BY NAME SELECT * FROM stg_{spec.name}")
             else:
-                # Deleted contacts keep their record (for restore) and whatever the cascade retained.
+                # Deleted contacts keep their record (for restore) and whatever the cascade retained. Rows go in
+                # ordered by contact_id, whatever order the CRM exported them in: DuckDB keeps each column's min and
+                # max per row group, so a statement about a few contacts (a one-person erasure's backup and
+                # cascade) then reads only the row groups holding them (benchmarks/RESULTS.md, "Clustering").
                 con.execute(f"DELETE FROM {spec.name} WHERE contact_id IS NULL OR contact_id NOT IN ({_DELETED})")
                 con.execute(
                     f"INSERT INTO {spec.name} BY NAME SELECT * FROM stg_{spec.name} s "
                     f"WHERE s.contact_id NOT IN ({_DELETED}) "
                     f"AND s.contact_id NOT IN (SELECT contact_id FROM stg_kept_out) "
                     f"AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.table_name = '{spec.name}' "
-                    f"AND t.row_key = {spec.row_key_sql('s')})")
+                    f"AND t.row_key = {spec.row_key_sql('s')}) "
+                    f"ORDER BY s.contact_id")
             row_counts[spec.name] = con.execute(
                 f"SELECT count(*) FROM {spec.name} WHERE snapshot_id = ?", [snapshot_id]).fetchone()[0]
         con.execute("INSERT INTO snapshots (snapshot_id, content_hash, ingested_at, row_counts, skipped_deleted, "

@@ -120,6 +120,22 @@ def test_a_later_snapshot_replaces_the_earlier_state(home, con):
         assert con.execute(f"SELECT DISTINCT snapshot_id FROM {spec.name}").fetchall() == [("s2",)], spec.name
 
 
+def test_contacts_and_their_rows_are_stored_in_contact_id_order_whatever_the_exports_order(home, con):
+    tables = base_tables()
+    # An export listing the rows the other way round from contact_id, as a CRM may list them.
+    for spec in (TABLES[0],) + CONTACT_LINKED:
+        tables[spec.name].sort(key=lambda row: row["contact_id"], reverse=True)
+    write_snapshot(home.snapshots_inbox / "s1", tables)
+
+    ingest(con, home)
+
+    stored = {spec.name: [row[0] for row in con.execute(f"SELECT contact_id FROM {spec.name} ORDER BY rowid")
+                          .fetchall()] for spec in (TABLES[0],) + CONTACT_LINKED}
+    assert {name: ids for name, ids in stored.items() if ids != sorted(ids)} == {}
+    # The export's order was not already the stored one: most tables hold rows of several contacts.
+    assert sum(len(set(ids)) > 1 for ids in stored.values()) >= 4
+
+
 def test_snapshots_are_processed_in_name_order(home, con):
     tables = without_contact(base_tables(), "c-4")
     tables["contacts"][0]["first_name"] = "Anne"
