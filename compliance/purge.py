@@ -128,11 +128,15 @@ def _relabel(con: duckdb.DuckDBPyConnection, hasher: KeyedHasher) -> None:
     con.execute(f"UPDATE bulk_action_items SET contact_id = {_label(hasher, 'contact_id')} "
                 "WHERE contact_id IN (SELECT contact_id FROM doomed)", [PURGED_LABEL_PREFIX])
     # A membership's tombstone key ends with the contact id (compliance.schema): it keeps the label instead.
+    # `ends_with` alone is a nested-loop join (tombstones x doomed: 236 s for a 1% purge at 10M contacts); the
+    # equality of the last ':'-parts gives DuckDB a hash-join key, and `ends_with` keeps ids holding ':' exact.
     con.execute(f"""
         UPDATE tombstones SET row_key = left(row_key, length(row_key) - length(d.contact_id))
             || {_label(hasher, 'd.contact_id')}
         FROM doomed d
-        WHERE table_name IN ({', '.join('?' for _ in MEMBERSHIPS)}) AND ends_with(row_key, ':' || d.contact_id)""",
+        WHERE table_name IN ({', '.join('?' for _ in MEMBERSHIPS)})
+          AND string_split(row_key, ':')[-1] = string_split(d.contact_id, ':')[-1]
+          AND ends_with(row_key, ':' || d.contact_id)""",
                 [PURGED_LABEL_PREFIX, *(spec.name for spec in MEMBERSHIPS)])
 
 
