@@ -1,4 +1,4 @@
-"""The DuckDB store: schema versions and migrations, owner-only files, and all-or-nothing transactions."""
+"""The DuckDB store: schema versions and migrations, owner-only files, all-or-nothing transactions, memory settings."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import stat
 import duckdb
 import pytest
 
+import compliance.store as store_module
+from compliance.errors import InputError
 from compliance.home import Home
 from compliance.store import MIGRATIONS, SCHEMA_VERSION, Store, migrate, schema_version, transaction
 
@@ -106,3 +108,50 @@ def test_a_transaction_rolls_back_on_error(con):
             raise ValueError("boom")
 
     assert con.execute("SELECT row_key FROM tombstones").fetchall() == [("n-1",)]
+
+
+MIB = 1024 ** 2
+
+
+def setting(con, name: str):
+    return con.execute("SELECT current_setting(?)", [name]).fetchone()[0]
+
+
+def test_an_explicit_memory_limit_is_duckdbs_limit_whatever_the_budget(home):
+    with Store(home, memory_limit="300MiB", memory_budget="10GB").connect() as con:
+        assert setting(con, "memory_limit") == "300.0 MiB"
+
+
+@pytest.mark.parametrize("resident_mib, limit", [(100, "924.0 MiB"), (768, "256.0 MiB"), (767, "257.0 MiB"),
+                                                 (2000, "256.0 MiB")],
+                         ids=["budget-less-process", "exactly-the-floor", "one-above-the-floor", "process-over-budget"])
+def test_without_a_memory_limit_duckdb_gets_the_budget_less_the_process_at_least_the_floor(
+        home, monkeypatch, resident_mib, limit):
+    monkeypatch.setattr(store_module, "process_rss_bytes", lambda: resident_mib * MIB)
+
+    with Store(home, memory_budget="1GiB").connect() as con:
+        assert setting(con, "memory_limit") == limit
+
+
+def test_the_budget_comes_from_settings_yaml_and_memory_already_in_duckdb_is_not_counted_twice(home, monkeypatch):
+    home.settings_file.write_text("memory_budget: 700MiB\n")
+    monkeypatch.setattr(store_module, "process_rss_bytes", lambda: 100 * MIB)
+    with Store(home).connect() as con:
+        assert setting(con, "memory_limit") == "600.0 MiB"
+        con.execute("CREATE TEMP TABLE held AS SELECT range AS n, repeat('x', 100) AS s FROM range(300000)")
+        in_duckdb = con.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()[0]
+        assert in_duckdb > 0
+        # The process's resident memory includes what DuckDB holds; only the rest is charged to the budget.
+        monkeypatch.setattr(store_module, "process_rss_bytes", lambda: 100 * MIB + in_duckdb)
+
+        assert store_module.derived_memory_limit(con, "700MiB") == "600MiB"
+
+
+def test_a_memory_budget_that_is_not_a_number_and_a_unit_is_refused_before_any_sql(home):
+    with pytest.raises(InputError, match="memory_budget"):
+        Store(home, memory_budget="1GB'; SET threads='1").connect().close()
+
+
+def test_store_connections_let_duckdb_reorder_unordered_results(home):
+    with Store(home).connect() as con:
+        assert setting(con, "preserve_insertion_order") is False
