@@ -16,6 +16,7 @@ from compliance.rules import TRIGGERS, build_triggers
 CascadePolicy = Literal["delete", "retain"]
 # DuckDB's own size syntax, and nothing else: the value reaches the engine (as a parameter, never pasted).
 MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.ASCII)
+DEFAULT_MEMORY_BUDGET = "1GB"
 _UNIT_BYTES = {"B": 1, "KB": 1000, "MB": 1000 ** 2, "GB": 1000 ** 3, "TB": 1000 ** 4,
                "KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3, "TiB": 1024 ** 4}
 
@@ -67,7 +68,7 @@ class Settings(_Strict):
     backup_formats: tuple[Literal["csv", "parquet"], ...] = ("csv", "parquet")
     # The RAM the whole process may use: DuckDB's limit is derived from it at connect time (the budget minus what the
     # process already holds outside DuckDB: Python, Dagster, Great Expectations, pyarrow), unless memory_limit is set.
-    memory_budget: str = "1GB"
+    memory_budget: str = DEFAULT_MEMORY_BUDGET
     # DuckDB's own buffer limit, set as is; unset: derived from memory_budget.
     memory_limit: str | None = None
     # A snapshot with this fraction fewer contacts than the last one is refused unless `run --accept-shrink`.

@@ -261,9 +261,13 @@ class Store:
             return self.memory_limit
         budget = self.memory_budget
         if budget is None:
-            from compliance.settings import load_settings
+            from compliance.settings import DEFAULT_MEMORY_BUDGET, load_settings
 
-            budget = load_settings(self.home.settings_file).memory_budget
+            try:
+                budget = load_settings(self.home.settings_file).memory_budget
+            except InputError:
+                # Commands refuse a bad settings.yaml before they open the store; opening it must not depend on it.
+                budget = DEFAULT_MEMORY_BUDGET
         return derived_memory_limit(con, budget)
 
     def holder(self) -> str:

@@ -155,3 +155,11 @@ def test_a_memory_budget_that_is_not_a_number_and_a_unit_is_refused_before_any_s
 def test_store_connections_let_duckdb_reorder_unordered_results(home):
     with Store(home).connect() as con:
         assert setting(con, "preserve_insertion_order") is False
+
+
+def test_a_settings_file_that_does_not_load_leaves_the_store_on_the_default_budget(home, monkeypatch):
+    home.settings_file.write_text("restore_windw_days: 30\nmemory_budget: 600MiB\n")
+    monkeypatch.setattr(store_module, "process_rss_bytes", lambda: 100 * MIB)
+
+    with Store(home).connect() as con:
+        assert setting(con, "memory_limit") == f"{(10 ** 9 - 100 * MIB) // MIB}.0 MiB"
