@@ -344,7 +344,7 @@ def derived_memory_limit(con: duckdb.DuckDBPyConnection, budget: str) -> str:
     """DuckDB's memory limit that keeps the whole process within a RAM budget.
 
     DuckDB's memory_limit bounds its buffer manager only; Python with Dagster, Great Expectations and pyarrow
-    loaded holds another 0.4-0.5 GB. What the process holds outside DuckDB now is its resident memory less what
+    loaded holds another 0.3-0.5 GB. What the process holds outside DuckDB now is its resident memory less what
     this connection's DuckDB instance already uses (another connection to the same store shares the instance).
 
     Args:
