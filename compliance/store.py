@@ -152,8 +152,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 LOCK_INFO = "retention.lock-info.json"
 DEFAULT_LOCK_WAIT_SECONDS = 300.0
 COUNTDOWN_EVERY_SECONDS = 5.0
-# DuckDB's limit derived from a memory budget never goes below this, however much the process already holds.
-MEMORY_LIMIT_FLOOR_BYTES = 256 * 1024 ** 2
+# DuckDB's limit derived from a memory budget never goes below this, however much the process already holds:
+# reading HighLevel JSON pages (objects up to 64MB) runs out of memory below about 400MiB with two threads.
+MEMORY_LIMIT_FLOOR_BYTES = 512 * 1024 ** 2
 
 
 class StoreMissing(InputError):

@@ -8,9 +8,13 @@ import duckdb
 import pytest
 
 import compliance.store as store_module
+from compliance.clock import parse_as_of
+from compliance.demo_data import generate_snapshot
 from compliance.errors import InputError
 from compliance.home import Home
+from compliance.ingest import ingest_snapshots
 from compliance.store import MIGRATIONS, SCHEMA_VERSION, Store, migrate, schema_version, transaction
+from support.crm import AS_OF
 
 
 def mode(path) -> int:
@@ -122,8 +126,8 @@ def test_an_explicit_memory_limit_is_duckdbs_limit_whatever_the_budget(home):
         assert setting(con, "memory_limit") == "300.0 MiB"
 
 
-@pytest.mark.parametrize("resident_mib, limit", [(100, "924.0 MiB"), (768, "256.0 MiB"), (767, "257.0 MiB"),
-                                                 (2000, "256.0 MiB")],
+@pytest.mark.parametrize("resident_mib, limit", [(100, "924.0 MiB"), (512, "512.0 MiB"), (511, "513.0 MiB"),
+                                                 (2000, "512.0 MiB")],
                          ids=["budget-less-process", "exactly-the-floor", "one-above-the-floor", "process-over-budget"])
 def test_without_a_memory_limit_duckdb_gets_the_budget_less_the_process_at_least_the_floor(
         home, monkeypatch, resident_mib, limit):
@@ -163,3 +167,12 @@ def test_a_settings_file_that_does_not_load_leaves_the_store_on_the_default_budg
 
     with Store(home).connect() as con:
         assert setting(con, "memory_limit") == f"{(10 ** 9 - 100 * MIB) // MIB}.0 MiB"
+
+
+def test_a_highlevel_export_ingests_with_duckdb_at_the_memory_floor(home):
+    generate_snapshot(home.snapshots_inbox / "s1", contacts=200, as_of=parse_as_of(AS_OF), fmt="highlevel")
+    floor = f"{store_module.MEMORY_LIMIT_FLOOR_BYTES // MIB}MiB"
+
+    with Store(home, memory_limit=floor, threads=2).connect() as con:
+        assert len(ingest_snapshots(con, home, as_of=parse_as_of(AS_OF)).ingested) == 1
+        assert con.execute("SELECT count(*) FROM contacts").fetchone()[0] == 200
