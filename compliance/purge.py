@@ -50,7 +50,7 @@ def purge_scan(settings: Settings, as_of: datetime) -> tuple[str, dict[str, Any]
 def _expired_backups(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: datetime) -> list[tuple[str, str]]:
     """The backups older than the backup retention that still have files."""
     return con.execute("SELECT bulk_action_id, path FROM backups WHERE expired_at IS NULL AND created_as_of + "
-                       "INTERVAL (?) DAY < CAST(? AS TIMESTAMPTZ)",
+                       "INTERVAL (?) DAY < CAST(? AS TIMESTAMPTZ) ORDER BY bulk_action_id",
                        [int(settings.backup_retention_days), as_of]).fetchall()
 
 
@@ -128,11 +128,15 @@ def _relabel(con: duckdb.DuckDBPyConnection, hasher: KeyedHasher) -> None:
     con.execute(f"UPDATE bulk_action_items SET contact_id = {_label(hasher, 'contact_id')} "
                 "WHERE contact_id IN (SELECT contact_id FROM doomed)", [PURGED_LABEL_PREFIX])
     # A membership's tombstone key ends with the contact id (compliance.schema): it keeps the label instead.
+    # `ends_with` alone is a nested-loop join (tombstones x doomed: 236 s for a 1% purge at 10M contacts); the
+    # equality of the last ':'-parts gives DuckDB a hash-join key, and `ends_with` keeps ids holding ':' exact.
     con.execute(f"""
         UPDATE tombstones SET row_key = left(row_key, length(row_key) - length(d.contact_id))
             || {_label(hasher, 'd.contact_id')}
         FROM doomed d
-        WHERE table_name IN ({', '.join('?' for _ in MEMBERSHIPS)}) AND ends_with(row_key, ':' || d.contact_id)""",
+        WHERE table_name IN ({', '.join('?' for _ in MEMBERSHIPS)})
+          AND string_split(row_key, ':')[-1] = string_split(d.contact_id, ':')[-1]
+          AND ends_with(row_key, ':' || d.contact_id)""",
                 [PURGED_LABEL_PREFIX, *(spec.name for spec in MEMBERSHIPS)])
 
 
@@ -169,8 +173,9 @@ def compact_store(store: Store) -> int:
     for leftover in (target, target.with_name(target.name + ".wal")):
         leftover.unlink(missing_ok=True)
     with duckdb.connect() as con:
-        # The copy honours the store's memory limit, spilling beside it, like every other step.
-        configure(con, store.memory_limit, store.home.store_dir / "tmp")
+        # The copy honours the store's memory limit, spilling beside it, like every other step. It keeps each
+        # table's row order: a request's attempts are told apart by rowid when they were seen at the same time.
+        configure(con, store.memory_limit_for(con), store.home.store_dir / "tmp", preserve_insertion_order=True)
         con.execute(f"ATTACH {sql_string(str(source))} AS old")
         con.execute(f"ATTACH {sql_string(str(target))} AS new")
         con.execute("COPY FROM DATABASE old TO new")

@@ -16,6 +16,9 @@ from compliance.rules import TRIGGERS, build_triggers
 CascadePolicy = Literal["delete", "retain"]
 # DuckDB's own size syntax, and nothing else: the value reaches the engine (as a parameter, never pasted).
 MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.ASCII)
+DEFAULT_MEMORY_BUDGET = "1GB"
+_UNIT_BYTES = {"B": 1, "KB": 1000, "MB": 1000 ** 2, "GB": 1000 ** 3, "TB": 1000 ** 4,
+               "KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3, "TiB": 1024 ** 4}
 
 
 class _Strict(BaseModel):
@@ -63,7 +66,11 @@ class Settings(_Strict):
     cascade: Cascade = Cascade()
     active_enrollment: Literal["block", "remove"] = "block"
     backup_formats: tuple[Literal["csv", "parquet"], ...] = ("csv", "parquet")
-    memory_limit: str = "2GB"
+    # The RAM the whole process may use: DuckDB's limit is derived from it at connect time (the budget minus what the
+    # process already holds outside DuckDB: Python, Dagster, Great Expectations, pyarrow), unless memory_limit is set.
+    memory_budget: str = DEFAULT_MEMORY_BUDGET
+    # DuckDB's own buffer limit, set as is; unset: derived from memory_budget.
+    memory_limit: str | None = None
     # A snapshot with this fraction fewer contacts than the last one is refused unless `run --accept-shrink`.
     max_contact_drop: float = Field(0.5, ge=0, le=1)
     deadlines: Deadlines = Deadlines()
@@ -84,10 +91,10 @@ class Settings(_Strict):
             return {**data, "backup_retention_days": data["restore_window_days"]}
         return data
 
-    @field_validator("memory_limit")
+    @field_validator("memory_limit", "memory_budget")
     @classmethod
-    def _size(cls, value: str) -> str:
-        if not valid_memory_limit(value):
+    def _size(cls, value: str | None) -> str | None:
+        if value is not None and not valid_memory_limit(value):
             raise ValueError("expected a number and a unit, such as 2GB, 1.5GB or 512MiB "
                              "(units: B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)")
         return value
@@ -139,6 +146,21 @@ class Rules(_Strict):
 def valid_memory_limit(value: str) -> bool:
     """Whether `value` is a DuckDB memory size: a number and a unit (2GB, 1.5GB, 512 MiB)."""
     return isinstance(value, str) and MEMORY_LIMIT.fullmatch(value) is not None
+
+
+def memory_bytes(value: str) -> int:
+    """The bytes of a DuckDB memory size, as DuckDB reads it (KB, MB, GB, TB: powers of 1000; KiB...TiB: of 1024).
+
+    Args:
+        value: a size that valid_memory_limit accepts.
+
+    Returns:
+        The size in bytes.
+    """
+    match = MEMORY_LIMIT.fullmatch(value)
+    if match is None:
+        raise ValueError(f"{value!r} is not a number and a unit such as 1GB")
+    return int(float(value[:match.start(2)]) * _UNIT_BYTES[match.group(2)])
 
 
 def load_settings(path: Path) -> Settings:

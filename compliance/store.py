@@ -20,7 +20,7 @@ from compliance.errors import InputError
 from compliance.home import Home, write_private
 from compliance.keys import KeyedHasher
 from compliance.schema import CONTACTS, TABLES, TableSpec
-from compliance.settings import valid_memory_limit
+from compliance.settings import memory_bytes, valid_memory_limit
 from compliance.sql import table_exists
 from compliance.staff import register_scope
 
@@ -152,6 +152,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 LOCK_INFO = "retention.lock-info.json"
 DEFAULT_LOCK_WAIT_SECONDS = 300.0
 COUNTDOWN_EVERY_SECONDS = 5.0
+# DuckDB's limit derived from a memory budget never goes below this, however much the process already holds:
+# reading HighLevel JSON pages (objects up to 64MB) runs out of memory below about 400MiB with two threads.
+MEMORY_LIMIT_FLOOR_BYTES = 512 * 1024 ** 2
 
 
 class StoreMissing(InputError):
@@ -202,10 +205,13 @@ def _command_line() -> str:
 class Store:
     """Owns the store file of one home and hands out configured connections."""
 
-    def __init__(self, home: Home, memory_limit: str = "2GB", threads: int | None = None,
-                 lock_timeout: float | None = None, notify: Callable[[str], None] | None = None):
+    def __init__(self, home: Home, memory_limit: str | None = None, threads: int | None = None,
+                 lock_timeout: float | None = None, notify: Callable[[str], None] | None = None,
+                 memory_budget: str | None = None):
         self.home = home
+        # None: derived at connect time from the memory budget (None: the home's `memory_budget` setting).
         self.memory_limit = memory_limit
+        self.memory_budget = memory_budget
         self.threads = threads
         # None: the home's `store_wait_seconds` setting, read only when the store is found busy.
         self.lock_timeout = lock_timeout
@@ -222,7 +228,7 @@ class Store:
             read_only: open without write access (for show/status while nothing runs).
 
         Returns:
-            A DuckDB connection in UTC with the memory limit and spill folder set.
+            A DuckDB connection in UTC with the memory limit (memory_limit_for) and spill folder set.
         """
         refuse_missing_store(self.home)
         self.home.store_dir.mkdir(parents=True, exist_ok=True)
@@ -233,7 +239,7 @@ class Store:
         if read_only and schema_version(con) < SCHEMA_VERSION:
             con.close()
             read_only, con = False, self._open(False)
-        configure(con, self.memory_limit, self.home.store_dir / "tmp", self.threads)
+        configure(con, self.memory_limit_for(con), self.home.store_dir / "tmp", self.threads)
         if self.home.secret_file.exists():
             KeyedHasher(self.home.secret()).register(con)
         register_scope(con)
@@ -242,6 +248,28 @@ class Store:
             for path in self.home.store_dir.glob("retention.duckdb*"):
                 path.chmod(0o600)
         return con
+
+    def memory_limit_for(self, con: duckdb.DuckDBPyConnection) -> str:
+        """DuckDB's memory limit for a connection of this process: memory_limit when set, else derived from the budget.
+
+        Args:
+            con: the connection (its DuckDB instance's current use is not counted as the process's own).
+
+        Returns:
+            A DuckDB memory size.
+        """
+        if self.memory_limit is not None:
+            return self.memory_limit
+        budget = self.memory_budget
+        if budget is None:
+            from compliance.settings import DEFAULT_MEMORY_BUDGET, load_settings
+
+            try:
+                budget = load_settings(self.home.settings_file).memory_budget
+            except InputError:
+                # Commands refuse a bad settings.yaml before they open the store; opening it must not depend on it.
+                budget = DEFAULT_MEMORY_BUDGET
+        return derived_memory_limit(con, budget)
 
     def holder(self) -> str:
         """Who holds the store, as the last writer to open it wrote in LOCK_INFO: "pid N, command C, since T"."""
@@ -301,9 +329,45 @@ def _to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def process_rss_bytes() -> int:
+    """This process's resident memory now (Linux /proc); elsewhere its high-water mark, which is never less."""
+    try:
+        resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return resident_pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def derived_memory_limit(con: duckdb.DuckDBPyConnection, budget: str) -> str:
+    """DuckDB's memory limit that keeps the whole process within a RAM budget.
+
+    DuckDB's memory_limit bounds its buffer manager only; Python with Dagster, Great Expectations and pyarrow
+    loaded holds another 0.3-0.5 GB. What the process holds outside DuckDB now is its resident memory less what
+    this connection's DuckDB instance already uses (another connection to the same store shares the instance).
+
+    Args:
+        con: a connection to the instance to limit.
+        budget: the process's budget, a DuckDB memory size such as 1GB.
+
+    Returns:
+        The budget minus the process's memory outside DuckDB, at least MEMORY_LIMIT_FLOOR_BYTES, in MiB.
+
+    Raises:
+        InputError: when the budget is not a number and a unit.
+    """
+    if not valid_memory_limit(budget):
+        raise InputError(f"memory_budget: {budget!r} is not a number and a unit such as 1GB")
+    in_duckdb = con.execute("SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()").fetchone()[0]
+    outside = max(0, process_rss_bytes() - int(in_duckdb))
+    return f"{max(MEMORY_LIMIT_FLOOR_BYTES, memory_bytes(budget) - outside) // 1024 ** 2}MiB"
+
+
 def configure(con: duckdb.DuckDBPyConnection, memory_limit: str, temp_directory: Path,
-              threads: int | None = None) -> None:
-    """Set the session's time zone, memory limit, spill folder and threads.
+              threads: int | None = None, preserve_insertion_order: bool = False) -> None:
+    """Set the session's time zone, memory limit, spill folder, threads and insertion order.
 
     Every value is a parameter, never pasted into the statement: settings.yaml and the home's path are input.
 
@@ -312,6 +376,7 @@ def configure(con: duckdb.DuckDBPyConnection, memory_limit: str, temp_directory:
         memory_limit: a DuckDB size such as 2GB (settings.yaml's, validated there).
         temp_directory: where DuckDB spills above the limit.
         threads: the number of threads, or None for DuckDB's default.
+        preserve_insertion_order: keep rows in the order they went in where a statement does not order them.
 
     Raises:
         InputError: when the memory limit is not a number and a unit.
@@ -323,6 +388,10 @@ def configure(con: duckdb.DuckDBPyConnection, memory_limit: str, temp_directory:
     con.execute("SET temp_directory = ?", [str(temp_directory)])
     if threads:
         con.execute("SET threads = ?", [int(threads)])
+    # Off by default: what reaches a person is ordered explicitly (ORDER BY in listings, reports and invariant
+    # samples), and a snapshot's row numbers come from a window DuckDB computes in file order either way; keeping
+    # the order costs memory in big INSERTs, COPYs and CREATE TABLE AS.
+    con.execute("SET preserve_insertion_order = ?", [bool(preserve_insertion_order)])
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:

@@ -71,8 +71,9 @@ def plan_restores(con: duckdb.DuckDBPyConnection, *, hasher: KeyedHasher, settin
         FROM subjects x LEFT JOIN matches m USING (bulk_action_id, subject_no)""", [SourceKind.REQUEST])
     if manual is not None:
         manual_id = sources[-1][0]
-        con.executemany("INSERT INTO restore_candidates VALUES (?, ?, NULL)",
-                        [[manual_id, contact_id] for contact_id in dict.fromkeys(manual.contact_ids)])
+        # One statement with a list parameter, not one (and a commit) per id: 4-5 s for 10,000 ids.
+        con.execute("INSERT INTO restore_candidates SELECT ?, unnest(?::VARCHAR[]), NULL",
+                    [manual_id, list(dict.fromkeys(manual.contact_ids))])
     run_sql_file(con, __package__, "restore_decide.sql", as_of=as_of, window=int(settings.restore_window_days))
     return read_restore_plan(con)
 

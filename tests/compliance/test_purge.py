@@ -130,6 +130,22 @@ def test_the_purge_removes_record_lifecycle_and_retained_data_and_keeps_only_a_k
     assert tables_naming(con, "c-4") == {}
 
 
+def test_membership_tombstones_are_relabelled_exactly_when_contact_ids_hold_colons(home, con):
+    # Ids that share a last ':'-part with the purged one, or end like it without the ':', are another contact's.
+    con.execute("INSERT INTO contact_lifecycle (contact_id, state, deleted_at) VALUES ('team:7', 'deleted', ?)",
+                [CLOCK])
+    con.execute("INSERT INTO tombstones VALUES ('list_memberships', 'l-1:team:7', 'b'), "
+                "('list_memberships', 'l-1:7', 'b'), ('campaign_enrollments', 'k-1:x-team:7', 'b'), "
+                "('list_memberships', 'l-2:other:7', 'b'), ('notes', 'team:7', 'b')")
+
+    run_purge(con, home, CLOCK + 61 * DAY)
+
+    assert sorted(con.execute("SELECT table_name, row_key FROM tombstones WHERE bulk_action_id = 'b'").fetchall()) == [
+        ("campaign_enrollments", "k-1:x-team:7"), ("list_memberships", "l-1:7"),
+        ("list_memberships", "l-1:" + label(home, "team:7")), ("list_memberships", "l-2:other:7"),
+        ("notes", "team:7")]
+
+
 def test_one_purge_bulk_action_takes_every_contact_due_and_a_second_purge_changes_nothing(home, con):
     write_request(home, "erase-c2", regulation="internal", subjects=[{"contact_id": "c-2"}])
     run_deletion(con, home, as_of=CLOCK + 2 * DAY, settings=Settings(cascade=RETAIN_ALL))

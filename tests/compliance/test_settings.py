@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from compliance.errors import InputError
-from compliance.settings import Rules, Settings, load_rules, load_settings
+from compliance.settings import Rules, Settings, load_rules, load_settings, memory_bytes
 
 RULE = "{{name: {name}, status: published, owner: u-admin-1, trigger: {trigger}}}"
 
@@ -197,3 +197,29 @@ def test_the_contact_drop_limit_is_a_fraction(tmp_path, value, accepted):
     else:
         with pytest.raises(InputError, match="max_contact_drop"):
             load_settings(tmp_path / "settings.yaml")
+
+
+def test_by_default_the_process_has_a_1gb_budget_and_duckdb_no_fixed_limit(tmp_path):
+    settings = load_settings(tmp_path / "settings.yaml")
+
+    assert (settings.memory_budget, settings.memory_limit) == ("1GB", None)
+
+
+def test_a_settings_file_with_the_older_explicit_memory_limit_keeps_it(tmp_path):
+    (tmp_path / "settings.yaml").write_text("memory_limit: 2GB\n")
+
+    assert load_settings(tmp_path / "settings.yaml").memory_limit == "2GB"
+
+
+@pytest.mark.parametrize("value", ["1GB'; SET threads='1", "1 gig", "80%"])
+def test_a_memory_budget_that_is_not_a_number_and_a_unit_is_refused(tmp_path, value):
+    (tmp_path / "settings.yaml").write_text(f"memory_budget: {value!r}\n")
+
+    with pytest.raises(InputError, match="memory_budget"):
+        load_settings(tmp_path / "settings.yaml")
+
+
+@pytest.mark.parametrize("value, expected", [("1GB", 10 ** 9), ("1GiB", 2 ** 30), ("1.5 MB", 1_500_000),
+                                             ("512MiB", 512 * 2 ** 20), ("100B", 100), ("2TB", 2 * 10 ** 12)])
+def test_memory_sizes_count_bytes_as_duckdb_does(value, expected):
+    assert memory_bytes(value) == expected

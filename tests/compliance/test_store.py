@@ -1,4 +1,4 @@
-"""The DuckDB store: schema versions and migrations, owner-only files, and all-or-nothing transactions."""
+"""The DuckDB store: schema versions and migrations, owner-only files, all-or-nothing transactions, memory settings."""
 
 from __future__ import annotations
 
@@ -7,8 +7,14 @@ import stat
 import duckdb
 import pytest
 
+import compliance.store as store_module
+from compliance.clock import parse_as_of
+from compliance.demo_data import generate_snapshot
+from compliance.errors import InputError
 from compliance.home import Home
+from compliance.ingest import ingest_snapshots
 from compliance.store import MIGRATIONS, SCHEMA_VERSION, Store, migrate, schema_version, transaction
+from support.crm import AS_OF
 
 
 def mode(path) -> int:
@@ -106,3 +112,67 @@ def test_a_transaction_rolls_back_on_error(con):
             raise ValueError("boom")
 
     assert con.execute("SELECT row_key FROM tombstones").fetchall() == [("n-1",)]
+
+
+MIB = 1024 ** 2
+
+
+def setting(con, name: str):
+    return con.execute("SELECT current_setting(?)", [name]).fetchone()[0]
+
+
+def test_an_explicit_memory_limit_is_duckdbs_limit_whatever_the_budget(home):
+    with Store(home, memory_limit="300MiB", memory_budget="10GB").connect() as con:
+        assert setting(con, "memory_limit") == "300.0 MiB"
+
+
+@pytest.mark.parametrize("resident_mib, limit", [(100, "924.0 MiB"), (512, "512.0 MiB"), (511, "513.0 MiB"),
+                                                 (2000, "512.0 MiB")],
+                         ids=["budget-less-process", "exactly-the-floor", "one-above-the-floor", "process-over-budget"])
+def test_without_a_memory_limit_duckdb_gets_the_budget_less_the_process_at_least_the_floor(
+        home, monkeypatch, resident_mib, limit):
+    monkeypatch.setattr(store_module, "process_rss_bytes", lambda: resident_mib * MIB)
+
+    with Store(home, memory_budget="1GiB").connect() as con:
+        assert setting(con, "memory_limit") == limit
+
+
+def test_the_budget_comes_from_settings_yaml_and_memory_already_in_duckdb_is_not_counted_twice(home, monkeypatch):
+    home.settings_file.write_text("memory_budget: 700MiB\n")
+    monkeypatch.setattr(store_module, "process_rss_bytes", lambda: 100 * MIB)
+    with Store(home).connect() as con:
+        assert setting(con, "memory_limit") == "600.0 MiB"
+        con.execute("CREATE TEMP TABLE held AS SELECT range AS n, repeat('x', 100) AS s FROM range(300000)")
+        in_duckdb = con.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()[0]
+        assert in_duckdb > 0
+        # The process's resident memory includes what DuckDB holds; only the rest is charged to the budget.
+        monkeypatch.setattr(store_module, "process_rss_bytes", lambda: 100 * MIB + in_duckdb)
+
+        assert store_module.derived_memory_limit(con, "700MiB") == "600MiB"
+
+
+def test_a_memory_budget_that_is_not_a_number_and_a_unit_is_refused_before_any_sql(home):
+    with pytest.raises(InputError, match="memory_budget"):
+        Store(home, memory_budget="1GB'; SET threads='1").connect().close()
+
+
+def test_store_connections_let_duckdb_reorder_unordered_results(home):
+    with Store(home).connect() as con:
+        assert setting(con, "preserve_insertion_order") is False
+
+
+def test_a_settings_file_that_does_not_load_leaves_the_store_on_the_default_budget(home, monkeypatch):
+    home.settings_file.write_text("restore_windw_days: 30\nmemory_budget: 600MiB\n")
+    monkeypatch.setattr(store_module, "process_rss_bytes", lambda: 100 * MIB)
+
+    with Store(home).connect() as con:
+        assert setting(con, "memory_limit") == f"{(10 ** 9 - 100 * MIB) // MIB}.0 MiB"
+
+
+def test_a_highlevel_export_ingests_with_duckdb_at_the_memory_floor(home):
+    generate_snapshot(home.snapshots_inbox / "s1", contacts=200, as_of=parse_as_of(AS_OF), fmt="highlevel")
+    floor = f"{store_module.MEMORY_LIMIT_FLOOR_BYTES // MIB}MiB"
+
+    with Store(home, memory_limit=floor, threads=2).connect() as con:
+        assert len(ingest_snapshots(con, home, as_of=parse_as_of(AS_OF)).ingested) == 1
+        assert con.execute("SELECT count(*) FROM contacts").fetchone()[0] == 200
