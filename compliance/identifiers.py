@@ -158,6 +158,21 @@ def phone_key_sql(expr: str) -> str:
     return f"ltrim({phone_sql(expr)}, '+')"
 
 
+# The rows of the table contact_keys: the view contact_identifiers (every identifier of every contact, read off the
+# contacts table) in the order that lets DuckDB's zone maps find one key's row group.
+CONTACT_KEYS_SELECT = "SELECT kind, key, contact_id, is_primary FROM contact_identifiers ORDER BY kind, key"
+
+
+def rebuild_contact_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """Rewrite the table contact_keys from the contacts table, in (kind, key) order (inside the caller's transaction).
+
+    Args:
+        con: a writable store connection.
+    """
+    con.execute("DELETE FROM contact_keys")
+    con.execute(f"INSERT INTO contact_keys {CONTACT_KEYS_SELECT}")
+
+
 _ISO_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}([T ][0-9:.]+)?(Z|[+-]\d{2}:?\d{2})?", re.ASCII)
 
 

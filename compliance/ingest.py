@@ -352,6 +352,7 @@ def _apply(con: duckdb.DuckDBPyConnection, snapshot_id: str, content_hash: str, 
                     f"ORDER BY s.contact_id")
             row_counts[spec.name] = con.execute(
                 f"SELECT count(*) FROM {spec.name} WHERE snapshot_id = ?", [snapshot_id]).fetchone()[0]
+        identifiers.rebuild_contact_keys(con)
         con.execute("INSERT INTO snapshots (snapshot_id, content_hash, ingested_at, row_counts, skipped_deleted, "
                     "skipped_suppressed, unparsed_phones, not_provided, removed_contacts) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -90,6 +90,7 @@ def purge(con: duckdb.DuckDBPyConnection, home: Home, *, hasher: KeyedHasher, se
                 SELECT {hasher.sql('contact_id', 'contact_id')}, deleted_at, ?, ? FROM doomed
                 ON CONFLICT (contact_hash) DO UPDATE SET purged_at = excluded.purged_at""", [as_of, bulk_action_id])
             con.execute("DELETE FROM contacts WHERE contact_id IN (SELECT contact_id FROM doomed)")
+            con.execute("DELETE FROM contact_keys WHERE contact_id IN (SELECT contact_id FROM doomed)")
             con.execute("DELETE FROM contact_lifecycle WHERE contact_id IN (SELECT contact_id FROM doomed)")
             purged = con.execute("SELECT count(*) FROM doomed").fetchone()[0]
             record_bulk_action(con, BulkAction(

@@ -18,6 +18,7 @@ import duckdb
 from compliance.audit import personal_data_kind
 from compliance.errors import InputError
 from compliance.home import Home, write_private
+from compliance.identifiers import CONTACT_KEYS_SELECT
 from compliance.keys import KeyedHasher
 from compliance.schema import CONTACTS, TABLES, TableSpec
 from compliance.settings import memory_bytes, valid_memory_limit
@@ -146,6 +147,14 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("backup_bytes", (
         # The bytes a backup held on disk, so the history shows backups held in bytes over time, not only today.
         "ALTER TABLE backups ADD COLUMN bytes BIGINT",
+    )),
+    Migration("contact_keys", (
+        # The view contact_identifiers materialised, ordered by (kind, key): a request subject's email or phone then
+        # reads the one row group holding its key instead of every contact (the view unnests list columns, which
+        # have no zone maps). Rebuilt by every ingest, trimmed by the purge: the only writers of contacts.
+        "CREATE TABLE contact_keys (kind VARCHAR NOT NULL, key VARCHAR NOT NULL, contact_id VARCHAR NOT NULL,"
+        " is_primary BOOLEAN NOT NULL)",
+        f"INSERT INTO contact_keys {CONTACT_KEYS_SELECT}",
     )),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -215,9 +215,9 @@ def subject_matches_sql(sources_table: str) -> str:
     """A WITH clause: `subjects` of the request sources in the table, and their `matches` among all contacts.
 
     A subject matches every contact with its contact_id, or with its email or phone key among the contact's primary
-    and additional identifiers (the view contact_identifiers): the subject's keys become (kind, key) rows joined to
-    the identifiers on both, so that DuckDB hashes two equi-joins over millions of contacts instead of scanning an
-    OR-join. The clause takes one parameter: SourceKind.REQUEST.
+    and additional identifiers (the table contact_keys, ordered by kind and key): the subject's keys become (kind,
+    key) rows equi-joined to it, so that DuckDB hashes the join instead of scanning an OR-join, and a few subjects
+    read only the row groups holding their keys. The clause takes one parameter: SourceKind.REQUEST.
 
     Args:
         sources_table: plan_sources or restore_sources.
@@ -239,7 +239,7 @@ def subject_matches_sql(sources_table: str) -> str:
         matches AS (
             SELECT x.bulk_action_id, x.subject_no, c.contact_id FROM subjects x JOIN contacts c USING (contact_id)
             UNION SELECT k.bulk_action_id, k.subject_no, i.contact_id FROM subject_keys k
-                JOIN contact_identifiers i ON i.kind = k.kind AND i.key = k.key)"""
+                JOIN contact_keys i ON i.kind = k.kind AND i.key = k.key)"""
 
 
 def _request_candidates(con: duckdb.DuckDBPyConnection) -> None:

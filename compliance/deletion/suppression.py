@@ -41,7 +41,7 @@ def suppress_erased(con: duckdb.DuckDBPyConnection, hasher: KeyedHasher, bulk_ac
         CREATE OR REPLACE TEMP TABLE erased_keys AS
         SELECT DISTINCT e.kind, e.key FROM contact_identifiers e
         WHERE e.contact_id IN (SELECT contact_id FROM erased)
-          AND NOT EXISTS (SELECT 1 FROM contact_identifiers a WHERE a.kind = e.kind AND a.key = e.key
+          AND NOT EXISTS (SELECT 1 FROM contact_keys a WHERE a.kind = e.kind AND a.key = e.key
               AND (a.contact_id NOT IN (SELECT contact_id FROM contact_lifecycle WHERE state = $state_deleted)
                    OR a.contact_id IN (SELECT contact_id FROM doomed_later)))"""
     con.execute(erased_keys, parameters(erased_keys, {}))

@@ -16,7 +16,8 @@ from compliance.invariants import check_invariants
 from compliance.keys import KeyedHasher
 from compliance.restore import ManualRestore, apply_restores, plan_restores
 from compliance.settings import Rule, Rules, Settings
-from compliance.store import Store
+from compliance.purge import purge
+from compliance.store import SCHEMA_VERSION, Store, migrate
 from support.crm import AS_OF, base_tables, run_deletion, write_request, write_snapshot
 from test_highlevel import highlevel_crm
 
@@ -258,3 +259,40 @@ def test_a_highlevel_export_erasure_by_an_additional_email_erases_and_backs_up_t
         assert con.execute("SELECT count(*) FROM suppression WHERE key_kind = 'email'").fetchone()[0] == 3
     text = (home.inside(path) / "contacts.csv").read_text().lower()
     assert all(written in text for written in ("cy.work@example.net", "cy.old@example.net", "442079460099"))
+
+
+def keys_table(con) -> list[tuple]:
+    return con.execute("SELECT kind, key, contact_id, is_primary FROM contact_keys ORDER BY ALL").fetchall()
+
+
+def keys_view(con) -> list[tuple]:
+    return con.execute("SELECT kind, key, contact_id, is_primary FROM contact_identifiers ORDER BY ALL").fetchall()
+
+
+def test_the_contact_keys_table_follows_the_contacts_through_ingest_erasure_restore_and_purge(crm, con):
+    assert ("email", "cy.work@example.net", "c-4", False) in keys_table(con)
+    assert keys_table(con) == keys_view(con)
+    write_request(crm, "r1", subjects=[{"email": "cy.work@example.net"}])
+    run_deletion(con, crm)
+    assert deleted_ids(con) == ["c-4"] and keys_table(con) == keys_view(con)
+    tables = with_additional(base_tables())
+    tables["contacts"] = [row for row in tables["contacts"] if row["contact_id"] != "c-1"]
+    write_snapshot(crm.snapshots_inbox / "s2", tables)
+    ingest_snapshots(con, crm, as_of=LATER)
+    assert not [row for row in keys_table(con) if row[2] == "c-1"] and keys_table(con) == keys_view(con)
+
+    purge(con, crm, hasher=KeyedHasher(crm.secret()), settings=Settings(), as_of=CLOCK + timedelta(days=61))
+
+    assert not [row for row in keys_table(con) if row[2] == "c-4"]
+    assert keys_table(con) == keys_view(con) != []
+
+
+def test_a_store_from_before_contact_keys_gets_them_from_its_contacts_on_migration(crm, con):
+    expected = keys_view(con)
+    con.execute("DROP TABLE contact_keys")
+    con.execute("UPDATE schema_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION - 1)])
+
+    assert migrate(con) == SCHEMA_VERSION
+
+    assert keys_table(con) == expected and ("phone", "442079460099", "c-4", False) in expected
+
