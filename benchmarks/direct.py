@@ -98,7 +98,7 @@ class DirectHome:
 
     GROUP = "daily run (direct calls, one row per job step)"
 
-    def __init__(self, home: Home, memory_limit: str):
+    def __init__(self, home: Home, memory_limit: str | None):
         self.home = home
         self.store = Store(home, memory_limit=memory_limit)
         self.con = self.store.connect()

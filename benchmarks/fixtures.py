@@ -37,9 +37,10 @@ rules:
 """
 
 
-def settings_yaml(memory_limit: str) -> str:
+def settings_yaml(memory_limit: str | None) -> str:
     # remove: the tagged cohort is deleted even when enrolled in an active campaign (it is the work we measure).
-    return f"active_enrollment: remove\nmemory_limit: {memory_limit}\n"
+    # No memory_limit: the default settings (DuckDB's limit derived from the 1GB memory budget) are what we measure.
+    return "active_enrollment: remove\n" + (f"memory_limit: {memory_limit}\n" if memory_limit else "")
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def build_source(folder: Path, *, contacts: int, seed: int, as_of: datetime, del
     return Source(folder=folder, **document)
 
 
-def make_home(root: Path, source: Source, memory_limit: str):
+def make_home(root: Path, source: Source, memory_limit: str | None):
     """A fresh home whose inbox holds (hard links to) the source's snapshot and a copy of its request file."""
     from compliance.home import Home
 

@@ -31,12 +31,17 @@ _EMAIL_KEY = "nullif(lower(trim({0})), '')"
 _PHONE_KEY = "nullif(regexp_replace({0}, '[^0-9]', '', 'g'), '')"
 
 
-def _connect(store_file: Path, memory_limit: str, temp_dir: Path) -> duckdb.DuckDBPyConnection:
+def _connect(store_file: Path, memory_limit: str | None, temp_dir: Path) -> duckdb.DuckDBPyConnection:
+    """The reference's own connection, with the memory limit our store would get in this process (None: derived
+    from the default memory budget, as Store.connect derives it)."""
+    from compliance.settings import Settings
+    from compliance.store import derived_memory_limit
+
     con = duckdb.connect(str(store_file))
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
-    con.execute(f"SET memory_limit = '{memory_limit}'")
-    con.execute(f"SET temp_directory = '{temp_dir}'")
+    con.execute("SET memory_limit = ?", [memory_limit or derived_memory_limit(Settings().memory_budget)])
+    con.execute("SET temp_directory = ?", [str(temp_dir)])
     return con
 
 
@@ -58,7 +63,8 @@ class FloorResult:
     seconds: float
 
 
-def run_floor(store_file: Path, out_dir: Path, source: Source, *, as_of: datetime, memory_limit: str) -> FloorResult:
+def run_floor(store_file: Path, out_dir: Path, source: Source, *, as_of: datetime,
+              memory_limit: str | None) -> FloorResult:
     """Hand-written set-based backup and delete of the same cohort, on a copy of the store.
 
     Args:
@@ -125,7 +131,7 @@ class PerContactResult:
         return self.rule_select_seconds + self.per_subject_seconds * self.population
 
 
-def run_per_contact(store_file: Path, out_dir: Path, source: Source, *, as_of: datetime, memory_limit: str,
+def run_per_contact(store_file: Path, out_dir: Path, source: Source, *, as_of: datetime, memory_limit: str | None,
                     sample: int) -> PerContactResult:
     """One subject at a time over an evenly spaced sample of the cohort, on a copy of the store.
 

@@ -42,7 +42,7 @@ def render(doc: dict[str, Any]) -> str:
         f"### {p['contacts']:,} contacts ({c['snapshot_rows']:,} snapshot rows): {cohort} deleted by a rule "
         f"+ {c['request_subjects']:,} erasure-request subjects",
         "",
-        f"Machine: {machine_line(doc['machine'])}. DuckDB memory_limit {p['memory_limit']}. "
+        f"Machine: {machine_line(doc['machine'])}. DuckDB memory_limit {p['memory_limit'] or 'derived from the default 1GB memory_budget'}. "
         f"Load average at start {doc['machine'].get('loadavg_at_start')}, at end {doc.get('loadavg_at_end')}.",
         f"Command: `{doc['command']}`" + (f" (commit {doc['code']['commit']}"
                                           f"{' + uncommitted changes' if doc['code']['uncommitted'] else ''})"

@@ -176,7 +176,7 @@ def compact_store(store: Store) -> int:
     with duckdb.connect() as con:
         # The copy honours the store's memory limit, spilling beside it, like every other step. It keeps each
         # table's row order: a request's attempts are told apart by rowid when they were seen at the same time.
-        configure(con, store.memory_limit_for(con), store.home.store_dir / "tmp", preserve_insertion_order=True)
+        configure(con, store.duckdb_memory_limit(), store.home.store_dir / "tmp", preserve_insertion_order=True)
         con.execute(f"ATTACH {sql_string(str(source))} AS old")
         con.execute(f"ATTACH {sql_string(str(target))} AS new")
         con.execute("COPY FROM DATABASE old TO new")

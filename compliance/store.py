@@ -161,9 +161,11 @@ SCHEMA_VERSION = len(MIGRATIONS)
 LOCK_INFO = "retention.lock-info.json"
 DEFAULT_LOCK_WAIT_SECONDS = 300.0
 COUNTDOWN_EVERY_SECONDS = 5.0
-# DuckDB's limit derived from a memory budget never goes below this, however much the process already holds:
+# DuckDB's limit derived from a memory budget never goes below this, however small the budget:
 # reading HighLevel JSON pages (objects up to 64MB) runs out of memory below about 400MiB with two threads.
 MEMORY_LIMIT_FLOOR_BYTES = 512 * 1024 ** 2
+# What the process holds outside DuckDB (Python, Dagster, Great Expectations, pyarrow), charged to the budget.
+PYTHON_SIDE_BYTES = 384 * 1024 ** 2
 
 
 class StoreMissing(InputError):
@@ -237,7 +239,7 @@ class Store:
             read_only: open without write access (for show/status while nothing runs).
 
         Returns:
-            A DuckDB connection in UTC with the memory limit (memory_limit_for) and spill folder set.
+            A DuckDB connection in UTC with the memory limit (duckdb_memory_limit) and spill folder set.
         """
         refuse_missing_store(self.home)
         self.home.store_dir.mkdir(parents=True, exist_ok=True)
@@ -248,7 +250,7 @@ class Store:
         if read_only and schema_version(con) < SCHEMA_VERSION:
             con.close()
             read_only, con = False, self._open(False)
-        configure(con, self.memory_limit_for(con), self.home.store_dir / "tmp", self.threads)
+        configure(con, self.duckdb_memory_limit(), self.home.store_dir / "tmp", self.threads)
         if self.home.secret_file.exists():
             KeyedHasher(self.home.secret()).register(con)
         register_scope(con)
@@ -258,15 +260,8 @@ class Store:
                 path.chmod(0o600)
         return con
 
-    def memory_limit_for(self, con: duckdb.DuckDBPyConnection) -> str:
-        """DuckDB's memory limit for a connection of this process: memory_limit when set, else derived from the budget.
-
-        Args:
-            con: the connection (its DuckDB instance's current use is not counted as the process's own).
-
-        Returns:
-            A DuckDB memory size.
-        """
+    def duckdb_memory_limit(self) -> str:
+        """DuckDB's memory limit for this store's connections: memory_limit when set, else derived from the budget."""
         if self.memory_limit is not None:
             return self.memory_limit
         budget = self.memory_budget
@@ -278,7 +273,7 @@ class Store:
             except InputError:
                 # Commands refuse a bad settings.yaml before they open the store; opening it must not depend on it.
                 budget = DEFAULT_MEMORY_BUDGET
-        return derived_memory_limit(con, budget)
+        return derived_memory_limit(budget)
 
     def holder(self) -> str:
         """Who holds the store, as the last writer to open it wrote in LOCK_INFO: "pid N, command C, since T"."""
@@ -338,40 +333,27 @@ def _to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def process_rss_bytes() -> int:
-    """This process's resident memory now (Linux /proc); elsewhere its high-water mark, which is never less."""
-    try:
-        resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
-        return resident_pages * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak if sys.platform == "darwin" else peak * 1024
-
-
-def derived_memory_limit(con: duckdb.DuckDBPyConnection, budget: str) -> str:
+def derived_memory_limit(budget: str) -> str:
     """DuckDB's memory limit that keeps the whole process within a RAM budget.
 
     DuckDB's memory_limit bounds its buffer manager only; Python with Dagster, Great Expectations and pyarrow
-    loaded holds another 0.3-0.5 GB. What the process holds outside DuckDB now is its resident memory less what
-    this connection's DuckDB instance already uses (another connection to the same store shares the instance).
+    loaded holds another 0.3-0.4 GB (307 MiB measured with Dagster and GX imported, 392 MiB at the start of a 10M
+    benchmark run). That share is a fixed allowance, not the process's resident memory at connect time: the same
+    command on the same data then gets the same limit, however long the process has run (a long test process once
+    left a connection at the floor, and the HighLevel reader ran out of memory there).
 
     Args:
-        con: a connection to the instance to limit.
         budget: the process's budget, a DuckDB memory size such as 1GB.
 
     Returns:
-        The budget minus the process's memory outside DuckDB, at least MEMORY_LIMIT_FLOOR_BYTES, in MiB.
+        The budget minus PYTHON_SIDE_BYTES, at least MEMORY_LIMIT_FLOOR_BYTES, in MiB.
 
     Raises:
         InputError: when the budget is not a number and a unit.
     """
     if not valid_memory_limit(budget):
         raise InputError(f"memory_budget: {budget!r} is not a number and a unit such as 1GB")
-    in_duckdb = con.execute("SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()").fetchone()[0]
-    outside = max(0, process_rss_bytes() - int(in_duckdb))
-    return f"{max(MEMORY_LIMIT_FLOOR_BYTES, memory_bytes(budget) - outside) // 1024 ** 2}MiB"
+    return f"{max(MEMORY_LIMIT_FLOOR_BYTES, memory_bytes(budget) - PYTHON_SIDE_BYTES) // 1024 ** 2}MiB"
 
 
 def configure(con: duckdb.DuckDBPyConnection, memory_limit: str, temp_directory: Path,
