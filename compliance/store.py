@@ -161,9 +161,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 LOCK_INFO = "retention.lock-info.json"
 DEFAULT_LOCK_WAIT_SECONDS = 300.0
 COUNTDOWN_EVERY_SECONDS = 5.0
-# DuckDB's limit derived from a memory budget never goes below this, however small the budget:
-# reading HighLevel JSON pages (objects up to 64MB) runs out of memory below about 400MiB with two threads.
-MEMORY_LIMIT_FLOOR_BYTES = 512 * 1024 ** 2
+# DuckDB's limit derived from a memory budget never goes below this, however small the budget: ingesting HighLevel
+# JSON pages (read with objects of up to 64MB, 4-8x that at once) ran out of memory at 512MiB with two threads.
+MEMORY_LIMIT_FLOOR_BYTES = 640 * 1024 ** 2
 # What the process holds outside DuckDB (Python, Dagster, Great Expectations, pyarrow), charged to the budget.
 PYTHON_SIDE_BYTES = 384 * 1024 ** 2
 

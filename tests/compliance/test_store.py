@@ -126,22 +126,23 @@ def test_an_explicit_memory_limit_is_duckdbs_limit_whatever_the_budget(home):
         assert setting(con, "memory_limit") == "300.0 MiB"
 
 
-@pytest.mark.parametrize("budget, limit", [("1GiB", "640.0 MiB"), ("896MiB", "512.0 MiB"), ("897MiB", "513.0 MiB"),
-                                           ("300MiB", "512.0 MiB")],
-                         ids=["default-size", "exactly-the-floor", "one-above-the-floor", "budget-below-the-floor"])
+@pytest.mark.parametrize("budget, limit", [("2GiB", "1.6 GiB"), ("1GiB", "640.0 MiB"), ("1025MiB", "641.0 MiB"),
+                                           ("1GB", "640.0 MiB"), ("300MiB", "640.0 MiB")],
+                         ids=["two-gib", "exactly-the-floor", "one-above-the-floor", "default-budget-at-the-floor",
+                              "budget-below-the-floor"])
 def test_without_a_memory_limit_duckdb_gets_the_budget_less_the_python_side_at_least_the_floor(home, budget, limit):
     with Store(home, memory_budget=budget).connect() as con:
         assert setting(con, "memory_limit") == limit
 
 
 def test_the_budget_comes_from_settings_yaml_and_the_limit_does_not_follow_the_processs_memory(home):
-    home.settings_file.write_text("memory_budget: 1000MiB\n")
+    home.settings_file.write_text("memory_budget: 1100MiB\n")
     with Store(home).connect() as con:
-        assert setting(con, "memory_limit") == "616.0 MiB"
+        assert setting(con, "memory_limit") == "716.0 MiB"
     ballast = bytearray(300 * MIB)  # noqa: F841  (the process now holds 300 MiB more)
 
     with Store(home).connect() as con:
-        assert setting(con, "memory_limit") == "616.0 MiB"
+        assert setting(con, "memory_limit") == "716.0 MiB"
 
 
 def test_a_memory_budget_that_is_not_a_number_and_a_unit_is_refused_before_any_sql(home):
@@ -155,16 +156,16 @@ def test_store_connections_let_duckdb_reorder_unordered_results(home):
 
 
 def test_a_settings_file_that_does_not_load_leaves_the_store_on_the_default_budget(home):
-    home.settings_file.write_text("restore_windw_days: 30\nmemory_budget: 600MiB\n")
+    home.settings_file.write_text("restore_windw_days: 30\nmemory_budget: 3GiB\n")
 
     with Store(home).connect() as con:
-        assert setting(con, "memory_limit") == f"{(10 ** 9 - store_module.PYTHON_SIDE_BYTES) // MIB}.0 MiB"
+        assert setting(con, "memory_limit") == f"{store_module.MEMORY_LIMIT_FLOOR_BYTES // MIB}.0 MiB"
 
 
 def test_a_highlevel_export_ingests_with_duckdb_at_the_memory_floor(home):
-    generate_snapshot(home.snapshots_inbox / "s1", contacts=200, as_of=parse_as_of(AS_OF), fmt="highlevel")
+    generate_snapshot(home.snapshots_inbox / "s1", contacts=2000, as_of=parse_as_of(AS_OF), fmt="highlevel")
     floor = f"{store_module.MEMORY_LIMIT_FLOOR_BYTES // MIB}MiB"
 
     with Store(home, memory_limit=floor, threads=2).connect() as con:
         assert len(ingest_snapshots(con, home, as_of=parse_as_of(AS_OF)).ingested) == 1
-        assert con.execute("SELECT count(*) FROM contacts").fetchone()[0] == 200
+        assert con.execute("SELECT count(*) FROM contacts").fetchone()[0] == 2000
