@@ -2,7 +2,8 @@
 
 `python -m benchmarks.report RUN.json [RUN.json ...]` prints each run's table and, for runs made with
 `--fixed-deletions`, how the daily run's and the floor's times grow with the number of contacts; for runs that
-measured the single-subject erasure, how it grows.
+measured the single-subject erasure, how it grows. `--readme` prints instead the README's Performance table from the
+full runs (1% deleted) and the fixed-deletion runs given, so that README and RESULTS.md come from the same runs.
 """
 
 from __future__ import annotations
@@ -149,11 +150,83 @@ def single_subject_growth(docs: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def readme_table(docs: list[dict[str, Any]]) -> str:
+    """README's Performance table: one column per size of the full runs, the fixed-deletion runs in a row of each."""
+    full = sorted((d for d in docs if d["params"].get("fixed_deletions") is None), key=lambda d: d["params"]["contacts"])
+    fixed = {d["params"]["contacts"]: d for d in docs if d["params"].get("fixed_deletions") is not None}
+    if not full:
+        return ""
+
+    def step(d: dict[str, Any], prefix: str) -> dict[str, Any] | None:
+        return next((s for s in d["steps"] if s["name"].startswith(prefix)), None)
+
+    def secs(d: dict[str, Any], prefix: str) -> str:
+        found = step(d, prefix)
+        return f"{_seconds(found['seconds'])} s" if found else "–"
+
+    def cell(d: dict[str, Any], row: str) -> str:
+        t, c = d["totals"], d["counts"]
+        if row == "ingest":
+            return secs(d, "ingest")
+        if row == "delete":
+            return f"{_seconds(t['delete_run_s'])} s ({c['deleted']:,} deleted)"
+        if row == "floor":
+            return f"{_seconds(t['floor_s'])} s ({t['delete_run_s'] / t['floor_s']:.2f}x)" if t.get("floor_s") else "–"
+        if row == "per_contact":
+            return f"{t['per_contact_extrapolated_s']:,.0f} s" if t.get("per_contact_extrapolated_s") else "–"
+        if row == "single":
+            single = d.get("single_subject") or {}
+            return (f"{_seconds(t['single_subject_s'])} s / {_num(single.get('dagster_s'), 2)} s"
+                    if t.get("single_subject_s") else "–")
+        if row == "fixed":
+            run = fixed.get(d["params"]["contacts"])
+            if run is None:
+                return "–"
+            floor = run["totals"].get("floor_s")
+            return (f"{_seconds(run['totals']['delete_run_s'])} s" + (f" (floor {_seconds(floor)} s)" if floor else ""))
+        if row == "invariants":
+            return secs(d, "invariants +")
+        if row == "restore":
+            found = step(d, "restore ")
+            return f"{_seconds(found['seconds'])} s ({found['rows']:,} ids)" if found else "–"
+        if row == "purge":
+            found = step(d, "purge past")
+            return f"{_seconds(found['seconds'])} s ({found['rows']:,} contacts)" if found else "–"
+        if row == "dagster":
+            return f"{t['dagster_s'] / t['daily_run_s']:.2f}x" if t.get("dagster_s") else "–"
+        if row == "rss":
+            daily = next((s for s in d["steps"] if s["name"] == "daily run total (direct)"), None)
+            return (f"{daily['peak_rss_mb']:,.0f} MB" if daily else "–") + f" ({d['process_peak_rss_mb']:,.0f} MB)"
+        raise ValueError(row)
+
+    rows = [("ingest", "snapshot ingest"),
+            ("delete", "delete run: intake, plan, backup, verify, apply with cascades (1% by a rule + 1,000 subjects)"),
+            ("floor", "the same, hand-written SQL floor (backup + delete only); delete run / floor"),
+            ("per_contact", "the same, per contact as DSR tools traverse (extrapolated)"),
+            ("fixed", "delete run for a fixed 1,000 deletions (its floor)"),
+            ("single", "one-person GDPR erasure, in process / through Dagster's request_job"),
+            ("invariants", "invariants (Great Expectations) with Data Docs"),
+            ("restore", "manual restore"),
+            ("purge", "purge past the window"),
+            ("dagster", "whole daily run through Dagster / by direct calls"),
+            ("rss", "peak RSS of the daily run (of the whole process, references and Dagster included)")]
+    header = " | ".join(f"{d['params']['contacts']:,} contacts" for d in full)
+    lines = [f"| step | {header} |", "|---|" + "---:|" * len(full)]
+    lines += [f"| {label} | " + " | ".join(cell(d, row) for d in full) + " |" for row, label in rows]
+    commits = sorted({d["code"]["commit"] for d in docs if d.get("code")})
+    lines += ["", f"Commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}; {machine_line(full[-1]['machine'])}."]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="JSON documents written by benchmarks.run --json")
+    parser.add_argument("--readme", action="store_true", help="print README's Performance table instead")
     args = parser.parse_args(argv)
     docs = [json.loads(path.read_text()) for path in args.runs]
+    if args.readme:
+        sys.stdout.write(readme_table(docs))
+        return
     sys.stdout.write("\n".join(render(doc) for doc in docs))
     for table in (scaling(docs), single_subject_growth(docs)):
         if table:
