@@ -219,6 +219,10 @@ def _load(con: duckdb.DuckDBPyConnection, folder: Path, collection: str, files: 
 def _run(con: duckdb.DuckDBPyConnection, folder: Path, files: list[Path], sql: str) -> None:
     try:
         con.execute(sql)
+    except duckdb.OutOfMemoryException:
+        # Not the file's fault: saying "not well-formed" would send the user hunting for a bad page.
+        raise InputError(f"snapshot {folder.name}: {FOLDER}: ran out of memory reading the pages; raise "
+                         f"memory_budget (or memory_limit) in settings.yaml") from None
     except duckdb.Error as exc:
         # DuckDB's message quotes the JSON it stopped at, personal data and all: only its kind is shown.
         raise InputError(f"snapshot {folder.name}: {_culprit(con, folder, files)}: cannot read: not well-formed "

@@ -293,3 +293,17 @@ def test_any_whitespace_and_case_variant_of_an_email_has_the_same_key(local, dom
 
     assert identifiers.email_key(written) == identifiers.email_key(email) == in_sql
     assert identifiers.email_key(written) == identifiers.email_key(email).strip()
+
+
+def test_pages_that_do_not_fit_duckdbs_memory_are_named_as_memory_not_as_bad_json(home):
+    from compliance.demo_data import generate_snapshot
+    from compliance.store import Store
+
+    generate_snapshot(home.snapshots_inbox / "s1", contacts=200, as_of=parse_as_of(AS_OF), fmt="highlevel")
+
+    with Store(home, memory_limit="8MB", threads=2).connect() as con:
+        with pytest.raises(InputError, match="^snapshot s1: highlevel: ran out of memory reading the pages; raise "
+                                             "memory_budget") as refused:
+            ingest_snapshots(con, home, as_of=parse_as_of(AS_OF))
+        assert "well-formed" not in str(refused.value)
+        assert con.execute("SELECT count(*) FROM snapshots").fetchone()[0] == 0
