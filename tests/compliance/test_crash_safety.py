@@ -10,6 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from compliance.audit import AuditLog
 from compliance.backup import verify_backup
 from compliance.clock import parse_as_of
@@ -172,30 +174,17 @@ def assert_nothing_applied_then_the_next_run_applies_both_once(home, con) -> Non
     assert summary.passed, summary.failed
 
 
-def test_a_kill_inside_the_runs_cascade_leaves_both_bulk_actions_unapplied_and_the_next_run_finishes(
-        home, con, tmp_path):
+# The second of the three membership tables the run's one cascade counts enrollments of; and r1's bulk action
+# recorded and its request settled, r2's items and record written (with a transaction per bulk action r1 would
+# have committed there).
+@pytest.mark.parametrize("function, call", [("_keep_enrollment_metrics", 2), ("record_deletion", 2)],
+                         ids=["inside-the-runs-cascade", "between-two-bulk-actions-of-the-shared-transaction"])
+def test_a_kill_during_the_runs_apply_leaves_both_bulk_actions_unapplied_and_the_next_run_finishes_them_once(
+        home, con, tmp_path, function, call):
     two_requests(home)
     con.close()
 
-    # The second of the three membership tables the run's one cascade counts enrollments of.
-    kill_inside_apply(home, tmp_path, "_keep_enrollment_metrics", 2)
-
-    from compliance.store import Store
-    con = Store(home).connect()
-    try:
-        assert_nothing_applied_then_the_next_run_applies_both_once(home, con)
-    finally:
-        con.close()
-
-
-def test_a_kill_between_two_bulk_actions_of_the_shared_transaction_applies_neither_until_the_next_run(
-        home, con, tmp_path):
-    two_requests(home)
-    con.close()
-
-    # r1's bulk action is recorded and its request settled, r2's items and record are written: then the kill. With
-    # a transaction per bulk action r1 would have committed here.
-    kill_inside_apply(home, tmp_path, "record_deletion", 2)
+    kill_inside_apply(home, tmp_path, function, call)
 
     from compliance.store import Store
     con = Store(home).connect()
