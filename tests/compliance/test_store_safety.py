@@ -149,6 +149,7 @@ def test_the_migration_makes_absolute_backup_paths_relative(home, con):
     # Back to the schema version before the step, undoing the steps after it too (they run again).
     before = [migration.name for migration in MIGRATIONS].index("relative_home_paths_operators")
     con.execute("ALTER TABLE backups DROP COLUMN bytes")
+    con.execute("DROP TABLE contact_keys")
     con.execute("UPDATE schema_meta SET value = ? WHERE key = 'schema_version'", [str(before)])
 
     assert migrate(con) == SCHEMA_VERSION
