@@ -5,8 +5,8 @@
 Works on a copy of an ingested store (the file is never changed). For every contact-linked table it runs, under
 `EXPLAIN (ANALYZE, FORMAT json)`: a single-id lookup (`contact_id = ?`), a single-id semi-join (the shape the
 deletion's statements take), a semi-join and a DELETE (rolled back) of --ids contacts drawn at random; and the
-request-subject match of one email (compliance.deletion.planning.subject_matches_sql, the join to the view
-contact_identifiers). It prints, per statement and table, the rows and row groups the scan read out of the table's.
+request-subject match of one email (compliance.deletion.planning.subject_matches_sql, the join to the table
+contact_keys). It prints, per statement and table, the rows and row groups the scan read out of the table's.
 
 --layout shuffled first rewrites each linked table in an order unrelated to contact_id (a hash of its own key),
 the way a real CRM export lists rows; clustered then rewrites it ordered by contact_id, as the ingest stores it.
@@ -117,8 +117,9 @@ def _statements(con: duckdb.DuckDBPyConnection, ids: int, seed: float, layout: s
 
     tables = {spec.name: {"rows": con.execute(f"SELECT count(*) FROM {spec.name}").fetchone()[0],
                           "row_groups": row_groups(con, spec.name)} for spec in CONTACT_LINKED}
-    tables["contacts"] = {"rows": con.execute("SELECT count(*) FROM contacts").fetchone()[0],
-                          "row_groups": row_groups(con, "contacts")}
+    for name in ("contacts", "contact_keys"):
+        tables[name] = {"rows": con.execute(f"SELECT count(*) FROM {name}").fetchone()[0],
+                        "row_groups": row_groups(con, name)}
     con.execute("SELECT setseed(?)", [seed])
     con.execute("CREATE TEMP TABLE many AS SELECT contact_id FROM contacts ORDER BY random() LIMIT ?", [ids])
     one, email = con.execute("SELECT contact_id, email FROM contacts WHERE email_key IS NOT NULL "
