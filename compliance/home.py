@@ -53,7 +53,7 @@ deadlines:
 
 # RAM the whole process may use (a number and a unit: 1GB, 1.5GB, 768MiB). DuckDB gets the budget minus 384MiB for
 # Python, Dagster and Great Expectations, at least 640MiB, and spills the rest to <home>/store/tmp.
-memory_budget: 1GB
+memory_budget: 2.5GB
 # Or DuckDB's own limit, set as is (the process then holds 0.3-0.5GB more); when set, memory_budget is not used.
 # memory_limit: 2GB
 

@@ -16,7 +16,10 @@ from compliance.rules import TRIGGERS, build_triggers
 CascadePolicy = Literal["delete", "retain"]
 # DuckDB's own size syntax, and nothing else: the value reaches the engine (as a parameter, never pasted).
 MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.ASCII)
-DEFAULT_MEMORY_BUDGET = "1GB"
+# Not 1GB: DuckDB would get its 640MiB floor, and at 10M contacts the apply of a 1% deletion (101,000 contacts, one
+# transaction) ran out of memory there (benchmarks/RESULTS.md). At 2.5GB DuckDB gets 2,000MiB, what the old default
+# memory_limit: 2GB gave it.
+DEFAULT_MEMORY_BUDGET = "2.5GB"
 _UNIT_BYTES = {"B": 1, "KB": 1000, "MB": 1000 ** 2, "GB": 1000 ** 3, "TB": 1000 ** 4,
                "KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3, "TiB": 1024 ** 4}
 

@@ -202,7 +202,7 @@ def test_the_contact_drop_limit_is_a_fraction(tmp_path, value, accepted):
 def test_by_default_the_process_has_a_1gb_budget_and_duckdb_no_fixed_limit(tmp_path):
     settings = load_settings(tmp_path / "settings.yaml")
 
-    assert (settings.memory_budget, settings.memory_limit) == ("1GB", None)
+    assert (settings.memory_budget, settings.memory_limit) == ("2.5GB", None)
 
 
 def test_a_settings_file_with_the_older_explicit_memory_limit_keeps_it(tmp_path):
