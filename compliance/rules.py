@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import duckdb
 
 from compliance.errors import InputError
 from compliance.registry import registrar
-from compliance.sql import sql_string
 
 # The run's clock reaches trigger SQL as a session variable, set through a query parameter: never pasted as text.
 CLOCK_VARIABLE = "retention_as_of"
@@ -30,8 +29,13 @@ class Trigger:
         return value
 
     def sql(self) -> str:
-        """The condition as SQL over contacts `c`; the run's clock is `getvariable('retention_as_of')`."""
+        """The condition as SQL over contacts `c`, its values as `?` (parameters()); the run's clock is
+        `getvariable('retention_as_of')`."""
         raise NotImplementedError
+
+    def parameters(self) -> list[Any]:
+        """The values of the `?` in sql(), in order: a rule's values are input and never pasted into SQL."""
+        return [self.value]
 
 
 @register("tags_any")
@@ -47,8 +51,10 @@ class TagsAny(Trigger):
         return tuple(v.strip().lower() for v in value)
 
     def sql(self) -> str:
-        tags = ", ".join(sql_string(tag) for tag in self.value)
-        return f"list_has_any(list_transform(coalesce(c.tags, []), lambda t: lower(t)), [{tags}])"
+        return "list_has_any(list_transform(coalesce(c.tags, []), lambda t: lower(t)), CAST(? AS VARCHAR[]))"
+
+    def parameters(self) -> list[Any]:
+        return [list(self.value)]
 
 
 @register("inactive_days")
@@ -62,7 +68,7 @@ class InactiveDays(Trigger):
 
     def sql(self) -> str:
         return (f"coalesce(c.last_activity_at, c.created_at) <= "
-                f"getvariable('{CLOCK_VARIABLE}') - to_days(CAST({int(self.value)} AS INTEGER))")
+                f"getvariable('{CLOCK_VARIABLE}') - to_days(CAST(? AS INTEGER))")
 
 
 @register("dnd")
@@ -75,7 +81,7 @@ class DoNotDisturb(Trigger):
         return value
 
     def sql(self) -> str:
-        return f"coalesce(c.dnd, false) = {str(self.value).lower()}"
+        return "coalesce(c.dnd, false) = CAST(? AS BOOLEAN)"
 
 
 @register("location")
@@ -88,7 +94,7 @@ class Location(Trigger):
         return value.strip()
 
     def sql(self) -> str:
-        return f"c.location_id = {sql_string(self.value)}"
+        return "c.location_id = CAST(? AS VARCHAR)"
 
 
 def build_triggers(spec: dict[str, Any]) -> list[Trigger]:
@@ -111,16 +117,25 @@ def build_triggers(spec: dict[str, Any]) -> list[Trigger]:
     return triggers
 
 
-def predicate(spec: dict[str, Any]) -> str:
+class Condition(NamedTuple):
+    """A predicate over contacts `c` and the values of its `?` placeholders, in order."""
+
+    sql: str
+    parameters: list[Any]
+
+
+def predicate(spec: dict[str, Any]) -> Condition:
     """One SQL predicate over contacts `c` for all of the triggers (TRUE for none: a select-all).
 
-    Run it on a connection whose clock was set with `bind_clock`.
+    Run it on a connection whose clock was set with `bind_clock`, with its parameters after those of the statement
+    text before it.
     """
     try:
         triggers = build_triggers(spec)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    return " AND ".join(f"({t.sql()})" for t in triggers) or "TRUE"
+    return Condition(" AND ".join(f"({t.sql()})" for t in triggers) or "TRUE",
+                     [value for t in triggers for value in t.parameters()])
 
 
 def bind_clock(con: duckdb.DuckDBPyConnection, as_of: datetime) -> None:

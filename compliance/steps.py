@@ -144,10 +144,11 @@ def count_rule_matches(ctx: RunContext) -> dict[str, int]:
     matches = {}
     bind_clock(ctx.con, ctx.as_of)
     for rule in ctx.rules().rules:
+        condition = predicate(rule.trigger)
         matches[f"{rule.name} ({rule.status})"] = ctx.con.execute(
             "SELECT count(*) FROM contacts c WHERE c.contact_id NOT IN "
-            "(SELECT contact_id FROM contact_lifecycle WHERE state = 'deleted') AND "
-            f"{predicate(rule.trigger)}").fetchone()[0]
+            f"(SELECT contact_id FROM contact_lifecycle WHERE state = 'deleted') AND {condition.sql}",
+            condition.parameters).fetchone()[0]
     return matches
 
 

@@ -12,7 +12,7 @@ from compliance.bulk_actions import new_bulk_action_id
 from compliance.contacts import RULE_EXEMPT_IDS
 from compliance.intake import CURRENT_ATTEMPT, REQUEST_SOURCE_PREFIX
 from compliance.keys import KeyedHasher
-from compliance.rules import bind_clock, predicate
+from compliance.rules import Condition, bind_clock, predicate
 from compliance.settings import Rules, Settings
 from compliance.sql import run_sql_file
 from compliance.staff import authorize, recorded_requester
@@ -255,7 +255,7 @@ def _request_candidates(con: duckdb.DuckDBPyConnection) -> None:
         FROM subjects x LEFT JOIN matches m USING (bulk_action_id, subject_no)""", [SourceKind.REQUEST])
 
 
-def _selection_candidates(con: duckdb.DuckDBPyConnection, bulk_action_id: str, condition: str, *,
+def _selection_candidates(con: duckdb.DuckDBPyConnection, bulk_action_id: str, condition: Condition, *,
                           rule_exempt: bool = False) -> None:
     """The contacts not deleted yet that a rule's or smart list's condition selects; a rule's (`rule_exempt`)
     without the contacts a restore exempts from rules."""
@@ -264,4 +264,4 @@ def _selection_candidates(con: duckdb.DuckDBPyConnection, bulk_action_id: str, c
         INSERT INTO plan_candidates
         SELECT ?, c.contact_id, NULL, NULL FROM contacts c
         WHERE c.contact_id NOT IN (SELECT contact_id FROM contact_lifecycle WHERE state = ?) {exempt}
-          AND {condition}""", [bulk_action_id, ContactState.DELETED])
+          AND {condition.sql}""", [bulk_action_id, ContactState.DELETED, *condition.parameters])

@@ -22,8 +22,9 @@ C3_CREATED = parse_as_of("2024-03-01T00:00:00Z")
 
 def matching(con, spec: dict, as_of=CLOCK) -> list[str]:
     bind_clock(con, as_of)
-    return [row[0] for row in con.execute(
-        f"SELECT contact_id FROM contacts c WHERE {predicate(spec)} ORDER BY contact_id").fetchall()]
+    condition = predicate(spec)
+    return [row[0] for row in con.execute(f"SELECT contact_id FROM contacts c WHERE {condition.sql} ORDER BY contact_id",
+                                          condition.parameters).fetchall()]
 
 
 def rule(name: str = "r", status: str = "published", owner: str = "u-admin-1", **trigger) -> Rule:
