@@ -242,11 +242,18 @@ def _setup(con: duckdb.DuckDBPyConnection, n: int, seed: int, as_of: datetime) -
                     FROM range({n}) r(i))))""")
 
 
-def _contacts_sql(fmt: str, keep: str = "") -> str:
+def _location_sql(locations: int | None) -> str:
+    """A contact's location: one of the five named ones by weight, or one of `locations` (loc-0001 ...) evenly."""
+    if locations is None:
+        return _weighted(_LOCATIONS, "u(src, 'location')")
+    return f"printf('loc-%04d', CAST(floor(u(src, 'location') * {int(locations)}) AS BIGINT) + 1)"
+
+
+def _contacts_sql(fmt: str, keep: str = "", locations: int | None = None) -> str:
     """The contacts; `keep` adds columns of b (such as `, i`) for a writer that needs them."""
     tags = "nullif(array_to_string(tags, ','), '')" if fmt == "csv" else "tags"
     return f"""
-        SELECT contact_id{keep}, {_weighted(_LOCATIONS, "u(src, 'location')")} AS location_id,
+        SELECT contact_id{keep}, {_location_sql(locations)} AS location_id,
                first_name, last_name, email, phone, {tags} AS tags, dnd,
                to_timestamp(created_s) AS created_at, to_timestamp(updated_s) AS updated_at,
                to_timestamp(activity_s) AS last_activity_at,
@@ -267,11 +274,11 @@ def _between(low: str, high: str, draw: str) -> str:
     return f"to_timestamp({low} + CAST(floor({draw} * ({high} - {low})) AS BIGINT))"
 
 
-def _table_sql(table: str, fmt: str) -> str:
+def _table_sql(table: str, fmt: str, locations: int | None = None) -> str:
     """The SELECT that generates one snapshot table; long because it is one branch of SQL per table."""
     channels, bodies = _list(tuple(c for c, _ in _MESSAGES)), _list(tuple(m for _, m in _MESSAGES))
     if table == "contacts":
-        return _contacts_sql(fmt)
+        return _contacts_sql(fmt, locations=locations)
     if table == "conversations":
         count = _weighted(((0, 0.2), (1, 0.35), (2, 0.25), (3, 0.2)), "u(i, 'n_conv')")
         return f"""
@@ -341,7 +348,7 @@ def _reference(id_column: str, prefix: str, rows: tuple[tuple, ...], columns: tu
 
 
 def generate_snapshot(snapshot_dir: Path, *, contacts: int = 10_000, seed: int = 7, as_of: datetime,
-                      fmt: str = "parquet") -> dict[str, int]:
+                      fmt: str = "parquet", locations: int | None = None) -> dict[str, int]:
     """Write a synthetic CRM export: one <table>.parquet (or .csv) per table, all timestamps before as_of.
 
     As "highlevel", the same CRM is written as a HighLevel API export instead (see `_generate_highlevel`).
@@ -353,6 +360,8 @@ def generate_snapshot(snapshot_dir: Path, *, contacts: int = 10_000, seed: int =
         as_of: the export's clock; a naive datetime is taken as UTC.
         fmt: "parquet" (tags as a list), "csv" (tags comma-separated, timestamps ISO 8601 with offset) or
             "highlevel" (API response pages, with the API's ids, additional identifiers and location-scoped staff).
+        locations: spread the contacts evenly over this many locations (loc-0001 ...) instead of the five named
+            ones (parquet and csv; a HighLevel export keeps its own locations).
 
     Returns:
         The row count of each table, in TABLES order.
@@ -364,6 +373,8 @@ def generate_snapshot(snapshot_dir: Path, *, contacts: int = 10_000, seed: int =
         raise ValueError(f"contacts must be at least 1, got {contacts}")
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if locations is not None and locations < 1:
+        raise ValueError(f"locations must be at least 1, got {locations}")
     as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=timezone.utc)
     snapshot_dir = Path(snapshot_dir)
     snapshot_dir.mkdir(parents=True, exist_ok=True)
@@ -376,7 +387,7 @@ def generate_snapshot(snapshot_dir: Path, *, contacts: int = 10_000, seed: int =
         counts = {}
         for table in TABLES:
             target = str(snapshot_dir / f"{table}.{fmt}").replace("'", "''")
-            sql = _table_sql(table, fmt)
+            sql = _table_sql(table, fmt, locations)
             counts[table] = con.execute(f"COPY ({sql}) TO '{target}' ({options})").fetchone()[0]
         return counts
     finally:

@@ -64,6 +64,10 @@ request_sensor_interval_seconds: 30
 # Seconds a command waits, with a countdown, while another run holds the store; then it exits 1 naming that run.
 store_wait_seconds: 300
 
+# Location shards: N DuckDB stores, a location's contacts all in one (a stable hash of location_id), written in
+# parallel by one Dagster run each. Set by `retention init --shards N`; fixed once the home holds data.
+shards: 1
+
 # OS users and the staff ids (user_id or email) each may act as with --as-user; unset: anyone may act as anyone.
 # operators:
 #   dana: [u-admin-1]
@@ -97,11 +101,14 @@ concurrency:
 """
 
 
-# The run tag naming a run's home: the queue lets one run per home at a time, since a home's store has one writer.
+# The run tags naming a run's home, its store and its shard. The queue runs one run per store at a time (a DuckDB
+# store has one writer), so the shards of a home run side by side and a home of one shard runs one run at a time.
 HOME_TAG = "retention/home"
+STORE_TAG = "retention/store"
+SHARD_TAG = "retention/shard"
 DAGSTER_STORAGE_ENV = "RETENTION_DAGSTER_STORAGE"
-# One, as with SQLite: the schedule's and the sensor's runs do not carry the home tag yet (issue 14), so only the
-# instance-wide limit keeps them apart; raise it for instances that several homes share.
+# One, as with SQLite; raise it for homes of several shards and for instances that several homes share (the per-store
+# limit keeps each store to one writer).
 DEFAULT_MAX_CONCURRENT_RUNS = 1
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2")
@@ -111,8 +118,8 @@ POSTGRES_DRIVER_SCHEME = "postgresql+psycopg2"
 _POSTGRES_HEADER = """\
 # Written by `retention init --dagster-storage`. Runs, event log and schedules are in PostgreSQL (dagster-postgres),
 # so several machines' webservers, daemons and run workers can share this instance. The run queue runs up to
-# max_concurrent_runs runs at once but one per home (tag retention/home), because a home's DuckDB store has one
-# writer. Run monitoring marks a run whose worker died as failed, which frees its place in the queue.
+# max_concurrent_runs runs at once but one per store (tag retention/store: a home's store, or one shard's), because
+# a DuckDB store has one writer. Run monitoring marks a run whose worker died as failed, which frees its place in the queue.
 # A compliance tool makes no outbound calls (nor offers the UI's newsletter sign-up).
 """
 
@@ -127,7 +134,7 @@ def postgres_dagster_yaml(storage: str, *, max_concurrent_runs: int = DEFAULT_MA
         max_concurrent_runs: how many queued runs the instance runs at once (over every home sharing it).
 
     Returns:
-        The YAML text: dagster-postgres storage, a QueuedRunCoordinator limited per home by the HOME_TAG tag,
+        The YAML text: dagster-postgres storage, a QueuedRunCoordinator limited per store by the STORE_TAG tag,
         run monitoring on, telemetry and the newsletter prompt off.
 
     Raises:
@@ -146,7 +153,7 @@ def postgres_dagster_yaml(storage: str, *, max_concurrent_runs: int = DEFAULT_MA
             "config": {
                 "max_concurrent_runs": max_concurrent_runs,
                 "tag_concurrency_limits": [
-                    {"key": HOME_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}],
+                    {"key": STORE_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}],
             },
         },
         "run_monitoring": {"enabled": True},
@@ -175,9 +182,15 @@ def _postgres_url_config(storage: str) -> str | dict[str, str]:
 
 @dataclass(frozen=True)
 class Home:
-    """Paths under one retention home."""
+    """Paths under one retention home; with `shard` set, the paths of that shard's store, backups, reports and audit.
+
+    A home of one shard (the default) keeps today's paths. A home of N shards keeps shard k's DuckDB store in
+    store/shard-k/, its backups in backups/shard-k/, its reports in reports/shard-k/ and its audit chain in
+    audit/shard-k.jsonl; settings, rules, the inbox, the key and the Dagster instance stay shared.
+    """
 
     root: Path
+    shard: int | None = None
 
     @classmethod
     def resolve(cls, home: str | os.PathLike | None = None) -> "Home":
@@ -191,6 +204,23 @@ class Home:
         """
         chosen = home or os.environ.get("RETENTION_HOME") or DEFAULT_HOME
         return cls(Path(chosen).expanduser().resolve())
+
+    def for_shard(self, shard: int) -> "Home":
+        """The same home seen as shard `shard` (its store, backups, reports and audit chain)."""
+        return Home(self.root, shard)
+
+    @property
+    def whole(self) -> "Home":
+        """The home itself, whichever shard this is."""
+        return Home(self.root)
+
+    @property
+    def shard_name(self) -> str | None:
+        """`shard-<k>` (the Dagster partition key and folder name), or None for a home of one shard."""
+        return None if self.shard is None else shard_name(self.shard)
+
+    def _sharded(self, folder: Path) -> Path:
+        return folder if self.shard is None else folder / shard_name(self.shard)
 
     @property
     def settings_file(self) -> Path:
@@ -214,7 +244,7 @@ class Home:
 
     @property
     def store_dir(self) -> Path:
-        return self.root / "store"
+        return self._sharded(self.root / "store")
 
     @property
     def store_file(self) -> Path:
@@ -222,15 +252,21 @@ class Home:
 
     @property
     def backups_dir(self) -> Path:
-        return self.root / "backups"
+        return self._sharded(self.root / "backups")
 
     @property
     def reports_dir(self) -> Path:
-        return self.root / "reports"
+        return self._sharded(self.root / "reports")
 
     @property
     def audit_file(self) -> Path:
-        return self.root / "audit" / "audit.jsonl"
+        name = "audit.jsonl" if self.shard is None else f"{shard_name(self.shard)}.jsonl"
+        return self.root / "audit" / name
+
+    @property
+    def request_receipts_dir(self) -> Path:
+        """Where each shard notes the request files it has settled; a file moves once every shard has."""
+        return self.root / "store" / "request-receipts"
 
     @property
     def dagster_home(self) -> Path:
@@ -358,6 +394,22 @@ class Home:
     def secret(self) -> bytes:
         """The home's key for keyed hashes of erased people's identifiers."""
         return bytes.fromhex(self.secret_file.read_text().strip())
+
+
+SHARD_PREFIX = "shard-"
+
+
+def store_tags(home: Home) -> dict[str, str]:
+    """The tags that put a run in its store's lane of the run queue: its home, its store and (if any) its shard."""
+    tags = {HOME_TAG: str(home.root), STORE_TAG: str(home.store_file)}
+    if home.shard is not None:
+        tags[SHARD_TAG] = shard_name(home.shard)
+    return tags
+
+
+def shard_name(shard: int) -> str:
+    """The name of shard k: its folders and its Dagster partition key."""
+    return f"{SHARD_PREFIX}{shard}"
 
 
 def write_private(path: Path, text: str) -> None:

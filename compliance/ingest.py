@@ -17,8 +17,9 @@ from compliance import identifiers
 from compliance.errors import InputError
 from compliance.home import Home
 from compliance.keys import KeyedHasher
-from compliance.schema import ALLOWED_VALUES, CONTACTS
+from compliance.schema import ALLOWED_VALUES, CONTACT_LINKED, CONTACTS
 from compliance.settings import load_settings
+from compliance.shards import shard_count, shard_of_sql
 from compliance.snapshot_formats import FIELD_LIMIT_BYTES, Source, format_of, refuse_odd_file, unreadable
 from compliance.progress import Progress, count
 from compliance.sql import quote_identifier
@@ -114,7 +115,7 @@ def ingest_snapshots(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datet
     hasher = KeyedHasher(home.secret()).register(con) if home.secret_file.exists() else None
     for snapshot_id, content_hash, sources in pending:
         progress(f"loading snapshot {snapshot_id}")
-        ingested = _apply(con, snapshot_id, content_hash, sources, as_of, hasher)
+        ingested = _apply(con, snapshot_id, content_hash, sources, as_of, hasher, home)
         if ingested.not_provided:
             progress(f"snapshot {snapshot_id}: not provided (empty): {', '.join(ingested.not_provided)}")
         if ingested.unparsed_phones:
@@ -316,11 +317,30 @@ def _finish_contact_keys(con: duckdb.DuckDBPyConnection) -> int:
 _DELETED = "SELECT contact_id FROM contact_lifecycle WHERE state = 'deleted'"
 
 
+def _keep_own_locations(con: duckdb.DuckDBPyConnection, sources: list[Source], shard: int, shards: int) -> None:
+    """Keep in the staged snapshot only what belongs to this shard: the contacts of its locations and their rows.
+
+    Reference tables (staff, campaigns, workflows, lists) stay whole in every shard, so each shard judges a request's
+    requester against the same staff. Rows naming a contact the snapshot does not list go to shard 0 only.
+    """
+    con.execute(f"CREATE OR REPLACE TEMP TABLE stg_elsewhere AS SELECT contact_id FROM stg_contacts "
+                f"WHERE {shard_of_sql('location_id', shards)} <> {int(shard)}")
+    con.execute("DELETE FROM stg_contacts WHERE contact_id IN (SELECT contact_id FROM stg_elsewhere)")
+    orphans = "" if shard == 0 else " OR contact_id IS NULL OR contact_id NOT IN (SELECT contact_id FROM stg_contacts)"
+    for source in sources:
+        if source.spec in CONTACT_LINKED:
+            con.execute(f"DELETE FROM stg_{source.spec.name} "
+                        f"WHERE contact_id IN (SELECT contact_id FROM stg_elsewhere){orphans}")
+    con.execute("DROP TABLE stg_elsewhere")
+
+
 def _apply(con: duckdb.DuckDBPyConnection, snapshot_id: str, content_hash: str, sources: list[Source],
-           as_of: datetime, hasher: KeyedHasher | None) -> SnapshotIngest:
+           as_of: datetime, hasher: KeyedHasher | None, home: Home) -> SnapshotIngest:
     for source in sources:
         con.execute(f"CREATE OR REPLACE TEMP TABLE stg_{source.spec.name} AS "
                     f"{_staged_select(con, source, snapshot_id)}", {"snapshot_id": snapshot_id})
+    if home.shard is not None:
+        _keep_own_locations(con, sources, home.shard, shard_count(home))
     unparsed_phones = _finish_contact_keys(con)
     not_provided = tuple(source.spec.name for source in sources if not source.provided)
     _mark_kept_out(con, hasher)

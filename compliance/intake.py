@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import duckdb
 
 from compliance.audit import AuditLog, personal_data_kind
 from compliance.errors import InputError
-from compliance.home import Home
+from compliance.home import Home, shard_name
 from compliance.redaction import redact_text
 from compliance.requests import (Request, RequestFile, add_months, archive, due_at, parse_request_file,
                                  pending_request_files, quarantine)
 from compliance.settings import Deadlines, Settings
+from compliance.shards import shard_count
 from compliance.staff import authorize, recorded_requester
 from compliance.store import transaction
 from compliance.vocabulary import (ANSWERED_STATUSES, FINAL_STATUSES, LEGAL_REGULATIONS, PLANNED_STATUSES, RequestKind,
@@ -79,7 +82,7 @@ def take_requests(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datetime
             "SELECT status FROM requests WHERE file = ? AND file_hash = ?", [name, parsed.file_hash]).fetchall()
         if known:
             if move_files and all(status in FINAL_STATUSES for (status,) in known):
-                archive(path)
+                settle_across_shards(home, path, name, parsed.file_hash, archive)
             continue
         with transaction(con):
             if parsed.error:
@@ -91,9 +94,9 @@ def take_requests(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datetime
             result.by_status[RequestStatus.QUARANTINED.value] += 1
             result.quarantined.append(name)
             if move_files:
-                quarantine(path, parsed.error)
+                settle_across_shards(home, path, name, parsed.file_hash, lambda p: quarantine(p, parsed.error))
         elif move_files and not _open_requests(con, name, parsed.file_hash):
-            archive(path)
+            settle_across_shards(home, path, name, parsed.file_hash, archive)
     return result
 
 
@@ -104,10 +107,40 @@ def settle_request_files(con: duckdb.DuckDBPyConnection, home: Home) -> list[Pat
         parsed = _read(path)
         if parsed is None or parsed.file_hash == UNREADABLE_HASH:
             continue
+        name = recorded_name(path, parsed.file_hash)
         rows = con.execute("SELECT status FROM requests WHERE file = ? AND file_hash = ?",
-                           [recorded_name(path, parsed.file_hash), parsed.file_hash]).fetchall()
+                           [name, parsed.file_hash]).fetchall()
         if rows and all(status in FINAL_STATUSES for (status,) in rows):
-            moved.append(archive(path))
+            moved_to = settle_across_shards(home, path, name, parsed.file_hash, archive)
+            if moved_to is not None:
+                moved.append(moved_to)
+    return moved
+
+
+def settle_across_shards(home: Home, path: Path, name: str, file_hash: str,
+                         move: Callable[[Path], Path]) -> Path | None:
+    """Move a request file this store has settled, once every shard of the home has settled it too.
+
+    Every shard reads every request file and records it in its own store; the file leaves inbox/requests only
+    when the last shard has settled it, so a shard that has not yet run (or crashed) still finds it there. Each
+    shard leaves a receipt (store/request-receipts/<key>/shard-k, the key a hash of the name and content); the shard
+    that completes the set moves the file. With one shard the file moves at once.
+
+    Returns:
+        Where the file went, or None while other shards have yet to settle it (or another shard moved it first).
+    """
+    if home.shard is None:
+        return move(path)
+    receipts = home.request_receipts_dir / hashlib.sha256(f"{name}\0{file_hash}".encode()).hexdigest()[:32]
+    receipts.mkdir(parents=True, exist_ok=True)
+    (receipts / home.shard_name).touch()
+    if {entry.name for entry in receipts.iterdir()} < {shard_name(k) for k in range(shard_count(home))}:
+        return None
+    try:
+        moved = move(path)
+    except FileNotFoundError:
+        return None
+    shutil.rmtree(receipts, ignore_errors=True)
     return moved
 
 

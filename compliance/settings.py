@@ -62,6 +62,10 @@ class Crm(_Strict):
         return {False: "off", True: "on"}.get(value, value) if isinstance(value, bool) else value
 
 
+# Shards beyond this would each hold too little to pay for a process of their own; raise it with care.
+MAX_SHARDS = 64
+
+
 class Settings(_Strict):
     restore_window_days: int = Field(60, ge=0)
     # Defaults to the restore window: a backup must outlive every contact it can still restore.
@@ -86,6 +90,8 @@ class Settings(_Strict):
     store_wait_seconds: float = Field(300, ge=0)
     # OS user -> the staff ids (user_id or email) they may act as with --as-user; unset: anyone may act as anyone.
     operators: dict[str, tuple[str, ...]] | None = None
+    # Location shards: each a DuckDB store of its own, run in parallel by Dagster's run queue. Fixed once data exists.
+    shards: int = Field(1, ge=1, le=MAX_SHARDS)
 
     @model_validator(mode="before")
     @classmethod

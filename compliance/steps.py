@@ -104,7 +104,9 @@ def step(job_step: str) -> Callable[[Callable[[RunContext], Any]], Callable[[Run
 def pull(ctx: RunContext, *, with_associated: bool = False) -> PullResult | None:
     """Pull a new snapshot from the CRM's API into inbox/snapshots when `crm.kind` is set (None when it is not)."""
     crm = ctx.settings.crm
-    if crm.kind is None:
+    if crm.kind is None or ctx.home.shard is not None:
+        # A shard's run never pulls: every shard ingests the same full export, so it is pulled once for the home
+        # (`retention pull`) before the shards run; a pull by each shard would give N different snapshots.
         return None
     with open_client(crm) as client:
         return pull_snapshot(client, ctx.home, crm, as_of=ctx.as_of, with_associated=with_associated)

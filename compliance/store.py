@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -17,7 +18,7 @@ import duckdb
 
 from compliance.audit import personal_data_kind
 from compliance.errors import InputError
-from compliance.home import Home, write_private
+from compliance.home import SHARD_PREFIX, Home, write_private
 from compliance.identifiers import CONTACT_KEYS_SELECT
 from compliance.keys import KeyedHasher
 from compliance.schema import CONTACTS, TABLES, TableSpec
@@ -202,7 +203,12 @@ def home_of(con: duckdb.DuckDBPyConnection) -> Home | None:
     row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
     if not row or not row[0]:
         return None
-    return Home(Path(row[0]).resolve().parent.parent)
+    store_dir = Path(row[0]).resolve().parent
+    # <home>/store/retention.duckdb, or <home>/store/shard-<k>/retention.duckdb for a shard's store.
+    match = re.fullmatch(rf"{SHARD_PREFIX}(\d+)", store_dir.name)
+    if match and store_dir.parent.name == "store":
+        return Home(store_dir.parent.parent, int(match.group(1)))
+    return Home(store_dir.parent)
 
 
 def _command_line() -> str:

@@ -29,9 +29,11 @@ from compliance.records import DUE_SOON_DAYS, bulk_actions, deadline_report, req
 from compliance.redaction import audited_requester
 from compliance.selections import stage_selection
 from compliance.settings import load_rules, load_settings
+from compliance.shard_views import whole_home
+from compliance.shards import check_shard_layout, set_shard_count, shard_count, shard_homes
 from compliance.staff import authorize
 from compliance.store import Store, StoreBusy, refuse_missing_store
-from compliance.verdict import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, exit_code, run_problems
+from compliance.verdict import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, combined_run_summary, exit_code, run_problems
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,18 +57,26 @@ def build_parser() -> argparse.ArgumentParser:
                       help="keep the Dagster instance in PostgreSQL: postgresql://user@host:port/db, or env:NAME to "
                            f"read the URL from that variable (default: ${DAGSTER_STORAGE_ENV}, else SQLite in the home)")
     init.add_argument("--max-concurrent-runs", type=int, default=DEFAULT_MAX_CONCURRENT_RUNS, metavar="N",
-                      help="with --dagster-storage: runs the queue runs at once, one per home "
+                      help="with --dagster-storage: runs the queue runs at once, one per store "
                            f"(default {DEFAULT_MAX_CONCURRENT_RUNS})")
+    init.add_argument("--shards", type=int, metavar="N",
+                      help="location shards: N DuckDB stores written in parallel, a location's contacts in one "
+                           "(settings.yaml `shards`, default 1; fixed once the home holds data)")
     demo = commands.add_parser("demo", help="make a synthetic CRM snapshot and sample requests, then run")
     _common(demo)
     demo.add_argument("--contacts", type=int, default=10_000, help="contacts to generate (default 10,000)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (same seed, same data)")
     demo.add_argument("--format", choices=("parquet", "csv", "highlevel"), default="parquet",
                       help="snapshot format: native parquet or csv files, or a HighLevel API export")
+    demo.add_argument("--locations", type=int, metavar="L",
+                      help="spread the contacts over L locations (default: the demo's five named ones)")
+    demo.add_argument("--shards", type=int, metavar="N", help="a new demo home of N location shards (default 1)")
     run = commands.add_parser("run", help="one compliance run")
     _common(run)
     run.add_argument("--accept-shrink", action="store_true",
                      help="load a snapshot even when it drops more contacts than max_contact_drop allows")
+    run.add_argument("--shard", type=int, metavar="K",
+                     help="in a home of shards: run shard K only (default: every shard, one after the other)")
     _common(commands.add_parser("plan", help="the decisions of a run, changing nothing"))
     delete = commands.add_parser("delete", help="a manual bulk delete of listed contacts or of a smart list")
     _common(delete)
@@ -158,9 +168,24 @@ def _require_home(home: Home) -> None:
 
 
 def _store_ready(home: Home) -> None:
-    """Before a run starts: refuse a home that lost its store, and wait (saying so) while another run holds it."""
-    refuse_missing_store(home, with_dagster_runs=True)
-    Store(home).connect().close()
+    """Before a run starts: refuse a home whose stores do not match its shard count or that lost a store, and wait
+    (saying so) while another run holds one."""
+    check_shard_layout(home)
+    for shard in shard_homes(home):
+        refuse_missing_store(shard, with_dagster_runs=True)
+        Store(shard).connect().close()
+
+
+def _run_homes(args: argparse.Namespace, home: Home) -> list[Home]:
+    """The stores a run works on: every shard (or the home's one store), or the one shard `--shard` names."""
+    homes = shard_homes(home)
+    chosen = getattr(args, "shard", None)
+    if chosen is None:
+        return homes
+    if homes[0].shard is None or not 0 <= chosen < len(homes):
+        raise InputError(f"--shard {chosen}: this home has {len(homes)} shard(s)"
+                         + ("" if homes[0].shard is None else f", 0 to {len(homes) - 1}"))
+    return [homes[chosen]]
 
 
 def _acting_as(home: Home, as_user: str) -> None:
@@ -179,9 +204,16 @@ def cmd_init(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     elif args.max_concurrent_runs != DEFAULT_MAX_CONCURRENT_RUNS:
         raise InputError("--max-concurrent-runs: only with --dagster-storage (the SQLite instance runs one at a time)")
     created = home.init(dagster_yaml)
-    Store(home).connect().close()
-    instance_line = (f"\n  Dagster instance: PostgreSQL, run queue of {args.max_concurrent_runs} at once, one per home"
+    if args.shards is not None:
+        set_shard_count(home, args.shards)
+    for shard in shard_homes(home):
+        created += [path for path in shard.init() if path not in created]
+        Store(shard).connect().close()
+    instance_line = (f"\n  Dagster instance: PostgreSQL, run queue of {args.max_concurrent_runs} at once, one per store"
                      if storage else "")
+    shards = shard_count(home)
+    if shards > 1:
+        instance_line += f"\n  {shards} location shards: store/shard-0 to store/shard-{shards - 1}"
     _emit(args, {"home": str(home.root), "created": [str(path) for path in created]},
           f"Retention home ready at {home.root}\n"
           f"  drop CRM exports in {home.snapshots_inbox}/<snapshot-id>/ and request files in {home.requests_inbox}/\n"
@@ -198,6 +230,24 @@ def cmd_run(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
 
 
 def _run_compliance(args: argparse.Namespace, home: Home, as_of: datetime) -> dict[str, Any]:
+    """One compliance run of the home: of its store, or of each shard in turn (in-process, one after the other).
+
+    The daemon's schedule and sensor run the shards side by side instead, through the instance's run queue.
+    """
+    homes = _run_homes(args, home)
+    if homes[0].shard is None:
+        return _run_store(args, homes[0], as_of)
+    summaries = [_run_store(args, shard, as_of) for shard in homes]
+    return combined_run_summary(summaries, [shard.shard_name for shard in homes],
+                                _whole_deadlines(home, as_of))
+
+
+def _whole_deadlines(home: Home, as_of: datetime) -> dict[str, list[dict[str, Any]]]:
+    with whole_home(home) as con:
+        return deadline_report(con, as_of=as_of)
+
+
+def _run_store(args: argparse.Namespace, home: Home, as_of: datetime) -> dict[str, Any]:
     from pipelines.runner import execute_job, materialization_metadata
 
     started = time.monotonic()
@@ -289,7 +339,11 @@ def _summary_text(summary: dict[str, Any], home: Home) -> str:
         lines.append(f"  report: {summary['report']}")
     if summary.get("data_docs"):
         lines.append(f"  Data Docs: {summary['data_docs']}")
-    lines.append(f"  store: {home.store_file}")
+    for shard in summary.get("shards", []):
+        lines.append(f"  {shard['shard']}: run {shard['run_id']} {'succeeded' if shard['success'] else 'FAILED'} "
+                     f"in {shard['seconds']}s")
+    lines.append(f"  store: {home.store_file}" if not summary.get("shards") else
+                 f"  stores: {home.root / 'store'}/shard-0 to shard-{len(summary['shards']) - 1}")
     lines.append(f"  bulk actions: retention status --home {home.root}")
     return "\n".join(lines)
 
@@ -299,14 +353,21 @@ def cmd_demo(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
 
     if args.contacts < 1:
         raise InputError("--contacts: must be at least 1")
+    if args.locations is not None and args.locations < 1:
+        raise InputError("--locations: must be at least 1")
     home.init()
+    if args.shards is not None:
+        set_shard_count(home, args.shards)
+    for shard in shard_homes(home):
+        shard.init()
     progress = _progress(args)
     snapshot_dir = home.snapshots_inbox / f"demo-{as_of:%Y%m%dT%H%M%S}"
     if snapshot_dir.exists():
         raise InputError(f"{snapshot_dir} exists already; pass another --as-of or use another --home")
     progress(f"generating a synthetic CRM snapshot of {args.contacts:,} contacts (seed {args.seed})")
     started = time.monotonic()
-    demo_data.generate_snapshot(snapshot_dir, contacts=args.contacts, seed=args.seed, as_of=as_of, fmt=args.format)
+    demo_data.generate_snapshot(snapshot_dir, contacts=args.contacts, seed=args.seed, as_of=as_of, fmt=args.format,
+                                locations=args.locations)
     progress(f"generated in {time.monotonic() - started:.1f}s: {snapshot_dir}")
     if not any(home.requests_inbox.iterdir()) and args.contacts >= 1_000:
         demo_data.write_sample_requests(home.requests_inbox, snapshot_dir, as_of=as_of, seed=args.seed)
@@ -331,7 +392,7 @@ def cmd_demo(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
 def cmd_show(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     _require_home(home)
     settings = load_settings(home.settings_file)
-    with Store(home, memory_limit=settings.memory_limit).connect(read_only=True) as con:
+    with whole_home(home, memory_limit=settings.memory_limit) as con:
         contact = show_contact(con, args.contact_id, restore_window_days=settings.restore_window_days,
                                hasher=KeyedHasher(home.secret()))
     lines = [f"{contact['contact_id']}: {contact['state']}"]
@@ -350,14 +411,19 @@ def cmd_show(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
 def cmd_plan(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     _require_home(home)
     settings = load_settings(home.settings_file)
-    with Store(home, memory_limit=settings.memory_limit).connect() as con:
-        actions = preview_run(con, home, as_of=as_of, settings=settings, rules=load_rules(home.rules_file),
-                              progress=_progress(args))
+    check_shard_layout(home)
+    actions = []
+    for shard in shard_homes(home):
+        with Store(shard, memory_limit=settings.memory_limit).connect() as con:
+            planned = preview_run(con, shard, as_of=as_of, settings=settings, rules=load_rules(home.rules_file),
+                                  progress=_progress(args))
+        actions += [action if shard.shard is None else {**action, "shard": shard.shard_name} for action in planned]
     lines = [f"Plan as of {as_of.isoformat()} (nothing changed):"]
     for action in actions:
         draft = " [draft rule: preview only]" if action["preview_only"] else ""
         counts = ", ".join(f"{n} {k}" for k, n in action["counts"].items() if k != "total" and n) or "nothing"
-        lines.append(f"  {action['kind']} by {action['source']}{draft} ({action['requested_by']}): {counts}")
+        where = f" [{action['shard']}]" if "shard" in action else ""
+        lines.append(f"  {action['kind']} by {action['source']}{draft}{where} ({action['requested_by']}): {counts}")
         for item in action["items"]:
             lines.append(f"    {item['contact_id'] or '-'}  {item['outcome']}"
                          + (f"  ({item['reason']})" if item["reason"] else ""))
@@ -378,32 +444,39 @@ def cmd_delete(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     if args.inactive_days is not None and args.inactive_days < 0:
         raise InputError("--inactive-days: must be 0 or more")
     _store_ready(home)
-    config = {"automatic_sources": False, "manual_requested_by": args.as_user,
-              "manual_selection_token": _stage(home, args.contact), "manual_tags": args.tag,
-              "manual_location": args.location, "manual_inactive_days": args.inactive_days,
-              "manual_all": args.all}
-    return _run_manual(args, home, as_of, "manual_delete_job", "deletion_plan", config)
+    return _run_manual(args, home, as_of, "manual_delete_job", "deletion_plan", lambda shard: {
+        "automatic_sources": False, "manual_requested_by": args.as_user,
+        "manual_selection_token": _stage(shard, args.contact), "manual_tags": args.tag,
+        "manual_location": args.location, "manual_inactive_days": args.inactive_days, "manual_all": args.all})
 
 
 def cmd_restore(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     _require_home(home)
     _acting_as(home, args.as_user)
     _store_ready(home)
-    config = {"automatic_sources": False, "manual_requested_by": args.as_user,
-              "manual_selection_token": _stage(home, args.contact)}
-    return _run_manual(args, home, as_of, "manual_restore_job", "applied_restores", config)
+    return _run_manual(args, home, as_of, "manual_restore_job", "applied_restores", lambda shard: {
+        "automatic_sources": False, "manual_requested_by": args.as_user,
+        "manual_selection_token": _stage(shard, args.contact)})
 
 
 def _run_manual(args: argparse.Namespace, home: Home, as_of: datetime, job: str, asset: str,
-                config: dict[str, Any]) -> int:
+                config: Callable[[Home], dict[str, Any]]) -> int:
+    """A manual delete or restore: one run of the job, or one per shard (each acts on the contacts it holds)."""
     from pipelines.runner import execute_job
 
-    started = time.monotonic()
-    result = execute_job(home, job, as_of=as_of, echo_progress=not args.json,
-                         tags={"retention/command": args.command},
-                         extra_config={"ops": {asset: {"config": config}}})
-    summary = _with_bulk_actions({"run_id": result.run_id, "as_of": as_of.isoformat(), "success": result.success,
-                                  "seconds": round(time.monotonic() - started, 2)}, home, result.run_id)
+    summaries = []
+    for shard in shard_homes(home):
+        started = time.monotonic()
+        result = execute_job(shard, job, as_of=as_of, echo_progress=not args.json,
+                             tags={"retention/command": args.command},
+                             extra_config={"ops": {asset: {"config": config(shard)}}})
+        summaries.append(_with_bulk_actions({"run_id": result.run_id, "as_of": as_of.isoformat(),
+                                             "success": result.success,
+                                             "seconds": round(time.monotonic() - started, 2)}, shard, result.run_id))
+    shards = shard_homes(home)
+    summary = summaries[0] if shards[0].shard is None else combined_run_summary(
+        summaries, [shard.shard_name for shard in shards], {})
+    summary.pop("deadlines", None)
     _emit(args, summary, _summary_text(summary, home))
     return exit_code(summary["refused_or_failed"])
 
@@ -418,13 +491,13 @@ def _stage(home: Home, contact_ids: list[str]) -> str | None:
 
 def cmd_status(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     _require_home(home)
-    with Store(home).connect(read_only=True) as con:
+    with whole_home(home) as con:
         actions = bulk_actions(con, args.bulk_action_id)
     if args.bulk_action_id:
         if not actions:
             raise InputError(f"no bulk action {args.bulk_action_id} (see `retention status`)")
         action = actions[0]
-        with Store(home).connect(read_only=True) as con:
+        with whole_home(home) as con:
             crm = crm_outcomes(con, args.bulk_action_id)
         for item in action["items"]:
             if item["contact_id"] in crm:
@@ -449,7 +522,7 @@ def cmd_requests(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     _require_home(home)
     if args.requests_command == "extend":
         return _extend_request(args, home, as_of)
-    with Store(home).connect(read_only=True) as con:
+    with whole_home(home) as con:
         records = request_records(con, as_of=as_of)
     lines = []
     for record in records:
@@ -474,13 +547,16 @@ def _printable(text: str) -> str:
 def _extend_request(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     settings = load_settings(home.settings_file)
     _acting_as(home, args.as_user)
-    with Store(home, memory_limit=settings.memory_limit).connect() as con:
-        extension = extend_request(con, args.request_id, args.reason, as_of, deadlines=settings.deadlines,
-                                   requested_by=args.as_user)
-        operator, staff_id = current_operator(), authorize(con, args.as_user).user_id
-        anchored_log(con, home).append("request.extended", as_of, **extension,
-                                       requested_by=audited_requester(staff_id, {staff_id}),
-                                       operator={"os_user": operator.os_user, "host": operator.host})
+    check_shard_layout(home)
+    # Every shard holds the request's record: each extends it and audits that in its own chain.
+    for shard in shard_homes(home):
+        with Store(shard, memory_limit=settings.memory_limit).connect() as con:
+            extension = extend_request(con, args.request_id, args.reason, as_of, deadlines=settings.deadlines,
+                                       requested_by=args.as_user)
+            operator, staff_id = current_operator(), authorize(con, args.as_user).user_id
+            anchored_log(con, shard).append("request.extended", as_of, **extension,
+                                            requested_by=audited_requester(staff_id, {staff_id}),
+                                            operator={"os_user": operator.os_user, "host": operator.host})
     document = {key: value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
                 for key, value in extension.items()}
     _emit(args, document, f"request {args.request_id} ({extension['regulation']}) extended: due "
@@ -490,15 +566,29 @@ def _extend_request(args: argparse.Namespace, home: Home, as_of: datetime) -> in
 
 def cmd_audit(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     _require_home(home)
-    with Store(home).connect(read_only=True) as con:
-        verification = anchored_log(con, home).verify()
-    document = {"ok": verification.ok, "entries": verification.entries, "path": verification.path,
-                "first_bad_entry": verification.first_bad_entry, "anchored_entries": verification.anchored_entries,
-                "reason": verification.reason}
-    text = (f"audit log {verification.path}: {verification.entries} entries, chain intact" if verification.ok else
-            f"audit log {verification.path}: broken at entry {verification.first_bad_entry}: {verification.reason}")
-    _emit(args, document, text)
-    return EXIT_OK if verification.ok else EXIT_REFUSED
+    check_shard_layout(home)
+    documents, lines = [], []
+    # One hash chain per shard, each verified against its own store's anchor.
+    for shard in shard_homes(home):
+        with Store(shard).connect(read_only=True) as con:
+            verification = anchored_log(con, shard).verify()
+        documents.append({"ok": verification.ok, "entries": verification.entries, "path": verification.path,
+                          "first_bad_entry": verification.first_bad_entry,
+                          "anchored_entries": verification.anchored_entries, "reason": verification.reason})
+        lines.append(f"audit log {verification.path}: {verification.entries} entries, chain intact"
+                     if verification.ok else f"audit log {verification.path}: broken at entry "
+                                             f"{verification.first_bad_entry}: {verification.reason}")
+    if len(documents) == 1:
+        document = documents[0]
+    else:
+        broken = next((d for d in documents if not d["ok"]), None)
+        document = {"ok": broken is None, "entries": sum(d["entries"] for d in documents),
+                    "path": (broken or documents[0])["path"],
+                    "first_bad_entry": broken["first_bad_entry"] if broken else None,
+                    "anchored_entries": sum(d["anchored_entries"] or 0 for d in documents),
+                    "reason": broken["reason"] if broken else None, "chains": documents}
+    _emit(args, document, "\n".join(lines))
+    return EXIT_OK if document["ok"] else EXIT_REFUSED
 
 
 def cmd_pull(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
@@ -553,7 +643,7 @@ def cmd_metrics(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     _require_home(home)
     from compliance.metrics import request_metrics, metrics_lines
 
-    with Store(home).connect(read_only=True) as con:
+    with whole_home(home) as con:
         metrics = request_metrics(con, year=args.year)
     _emit(args, metrics, "\n".join(metrics_lines(metrics)))
     return EXIT_OK

@@ -1,25 +1,60 @@
-"""The one Definitions object: what `retention ui`, the daemon and the command line load."""
+"""The Definitions: what `retention ui`, the daemon and the command line load, built for the home's shard count."""
+
+from __future__ import annotations
+
+import functools
 
 import dagster as dg
 
 from assets import crm, deletion, ingest, proof, restore
-from pipelines.jobs import (compliance_job, daily_compliance_schedule, manual_delete_job,
-                           manual_restore_job, request_job)
+from compliance.home import Home, shard_name
+from compliance.shards import shard_count
+from pipelines.jobs import (compliance_job, build_daily_schedule, manual_delete_job, manual_restore_job,
+                            request_job)
 from resources import RetentionResource
-from sensors.request_drop import build_request_drop_sensor, sensor_interval_seconds
+from sensors.request_drop import SENSOR_NAME, build_request_drop_sensor, sensor_interval_seconds
 
-retention = RetentionResource()
 
-# The sensor's interval is fixed when the definitions load: restart `retention ui` after changing the setting.
-request_drop_sensor = build_request_drop_sensor(sensor_interval_seconds(retention.paths))
+def shard_partitions(shards: int) -> dg.StaticPartitionsDefinition | None:
+    """One partition per shard (`shard-0` ...), or None for a home of one shard, whose assets stay unpartitioned."""
+    return None if shards == 1 else dg.StaticPartitionsDefinition([shard_name(k) for k in range(shards)])
 
-defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([crm, ingest, deletion, restore, proof]),
-    asset_checks=dg.load_asset_checks_from_modules([proof]),
-    jobs=[compliance_job, manual_delete_job, manual_restore_job, request_job],
-    schedules=[daily_compliance_schedule],
-    sensors=[request_drop_sensor],
-    resources={"retention": retention},
-    # One process per run: DuckDB allows one writer, and a run's steps share one store connection.
-    executor=dg.in_process_executor,
-)
+
+@functools.cache
+def build_definitions(home_root: str | None, shards: int) -> dg.Definitions:
+    """The Definitions for a home of `shards` shards: every asset partitioned by shard when there are several.
+
+    Args:
+        home_root: the home the resource points at (None: RETENTION_HOME, else ./retention_home, resolved per run).
+        shards: the home's shard count (settings.yaml `shards`), read once when the definitions load.
+
+    Returns:
+        Assets, checks, jobs, the daily schedule (one run per shard), the request sensor (one run per shard) and
+        the resource, with the in-process executor.
+    """
+    retention = RetentionResource(home=home_root or "")
+    assets = dg.load_assets_from_modules([crm, ingest, deletion, restore, proof])
+    partitions = shard_partitions(shards)
+    if partitions is not None:
+        assets = dg.map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=partitions), assets)
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=dg.load_asset_checks_from_modules([proof]),
+        jobs=[compliance_job, manual_delete_job, manual_restore_job, request_job],
+        schedules=[build_daily_schedule(partitions)],
+        # The sensor's interval is fixed when the definitions load: restart `retention ui` after changing it.
+        sensors=[build_request_drop_sensor(sensor_interval_seconds(retention.paths), partitions)],
+        resources={"retention": retention},
+        # One process per run: DuckDB allows one writer per store, and a run's steps share one store connection.
+        # Shards run in parallel as separate runs, through the instance's run queue.
+        executor=dg.in_process_executor,
+    )
+
+
+def definitions_for(home: Home) -> dg.Definitions:
+    """The Definitions for this home's shard count (the command line runs jobs of these in-process)."""
+    return build_definitions(None, shard_count(home))
+
+
+defs = build_definitions(None, shard_count(Home.resolve(None)))
+request_drop_sensor = defs.resolve_sensor_def(SENSOR_NAME)

@@ -2,6 +2,10 @@
 
 import dagster as dg
 
+from compliance.home import store_tags
+from compliance.shards import shard_home
+from resources import RetentionResource
+
 from assets.deletion import applied_deletions, contact_backups, deletion_plan, request_intake
 from assets.restore import applied_restores
 
@@ -31,11 +35,29 @@ request_job = dg.define_asset_job(
                 "backups first, restore; no snapshot ingest or purge, which stay with the daily run.",
 )
 
-daily_compliance_schedule = dg.ScheduleDefinition(
-    name="daily_compliance_schedule",
-    job=compliance_job,
-    cron_schedule="0 2 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="The daily compliance run, which includes the purge of contacts past the restore window.",
-)
+DAILY_CRON = "0 2 * * *"
+DAILY_SCHEDULE_NAME = "daily_compliance_schedule"
+
+
+def build_daily_schedule(partitions: dg.StaticPartitionsDefinition | None) -> dg.ScheduleDefinition:
+    """The daily compliance run at 02:00 UTC (which includes the purge): one run for the home, or one per shard.
+
+    Each run carries its store's tags (retention/home, and retention/shard for a shard), so the instance's run queue
+    runs shards side by side but never two runs of one store; a shard's run key is the day and the shard.
+    """
+
+    @dg.schedule(name=DAILY_SCHEDULE_NAME, job=compliance_job, cron_schedule=DAILY_CRON, execution_timezone="UTC",
+                 default_status=dg.DefaultScheduleStatus.RUNNING,
+                 description="The daily compliance run, which includes the purge of contacts past the restore "
+                             "window" + ("" if partitions is None else ": one run per shard, run side by side "
+                                         "by the run queue"))
+    def daily_compliance_schedule(context: dg.ScheduleEvaluationContext,
+                                  retention: RetentionResource) -> list[dg.RunRequest]:
+        day = context.scheduled_execution_time.strftime("%Y-%m-%d") if context.scheduled_execution_time else "now"
+        home = retention.paths
+        if partitions is None:
+            return [dg.RunRequest(run_key=f"daily-{day}", tags=store_tags(home))]
+        return [dg.RunRequest(run_key=f"daily-{day}-{key}", partition_key=key,
+                              tags=store_tags(shard_home(home, key))) for key in partitions.get_partition_keys()]
+
+    return daily_compliance_schedule

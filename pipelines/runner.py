@@ -15,7 +15,8 @@ from typing import Any
 import dagster as dg
 
 from compliance.errors import InputError
-from compliance.home import HOME_TAG, Home
+from compliance.home import Home, store_tags
+from resources import PARTITION_TAG
 
 
 def instance_for(home: Home) -> dg.DagsterInstance:
@@ -28,10 +29,10 @@ def instance_for(home: Home) -> dg.DagsterInstance:
 def execute_job(home: Home, job_name: str, *, as_of: datetime, echo_progress: bool,
                 tags: dict[str, str] | None = None, extra_config: dict[str, Any] | None = None,
                 accept_shrink: bool = False) -> dg.ExecuteInProcessResult:
-    """Run one job for this home and clock; the run appears in the UI's history.
+    """Run one job for this home (or one shard of it) and clock; the run appears in the UI's history.
 
     Args:
-        home: the retention home.
+        home: the retention home; a shard's home (Home.for_shard) runs that shard's partition.
         job_name: a job of pipelines.definitions.
         as_of: the run's clock.
         echo_progress: print progress lines on stderr.
@@ -42,13 +43,14 @@ def execute_job(home: Home, job_name: str, *, as_of: datetime, echo_progress: bo
     Returns:
         The finished run's result; a failing step re-raises its own exception.
     """
-    from pipelines.definitions import defs
+    from pipelines.definitions import definitions_for
 
     run_config = _run_config(home, as_of, echo_progress=echo_progress, accept_shrink=accept_shrink)
     run_config.update(extra_config or {})
     with instance_for(home) as instance:
-        return defs.resolve_job_def(job_name).execute_in_process(
-            run_config=run_config, instance=instance, tags=tags or {})
+        return definitions_for(home).resolve_job_def(job_name).execute_in_process(
+            run_config=run_config, instance=instance, tags={**(tags or {}), **store_tags(home)},
+            partition_key=home.shard_name)
 
 
 def _run_config(home: Home, as_of: datetime, *, echo_progress: bool, accept_shrink: bool = False) -> dict[str, Any]:
@@ -60,11 +62,6 @@ def _run_config(home: Home, as_of: datetime, *, echo_progress: bool, accept_shri
     }
 
 
-def home_tags(home: Home) -> dict[str, str]:
-    """The tags that put a run in its home's lane of the run queue (one run per home at a time)."""
-    return {HOME_TAG: str(home.root)}
-
-
 def launch_job(home: Home, job_name: str, *, as_of: datetime, tags: dict[str, str] | None = None) -> str:
     """Submit one run of a job to the home's instance through its run coordinator, and return without waiting.
 
@@ -74,7 +71,7 @@ def launch_job(home: Home, job_name: str, *, as_of: datetime, tags: dict[str, st
     that a daemon in another process can launch (the run carries the workspace's code location).
 
     Args:
-        home: the retention home (its instance and workspace file).
+        home: the retention home (its instance and workspace file); a shard's home launches that shard's partition.
         job_name: a job of pipelines.definitions.
         as_of: the run's clock.
         tags: more run tags (never personal data); the home's tag is always added.
@@ -85,9 +82,12 @@ def launch_job(home: Home, job_name: str, *, as_of: datetime, tags: dict[str, st
     from pipelines.serve import environment, write_workspace
 
     run_id = str(uuid.uuid4())
+    tags = {**(tags or {}), **store_tags(home)}
+    if home.shard_name is not None:
+        tags[PARTITION_TAG] = home.shard_name
     command = [sys.executable, "-m", "dagster", "job", "launch", "-w", str(write_workspace(home)), "-j", job_name,
                "--run-id", run_id, "--config-json", json.dumps(_run_config(home, as_of, echo_progress=False)),
-               "--tags", json.dumps({**(tags or {}), **home_tags(home)})]
+               "--tags", json.dumps(tags)]
     subprocess.run(command, env=environment(home), check=True, stdin=subprocess.DEVNULL,
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     return run_id

@@ -16,8 +16,12 @@ from compliance.clock import parse_as_of
 from compliance.home import Home
 from compliance.purge import compact_store
 from compliance.settings import Settings, load_settings
+from compliance.shards import shard_home
 from compliance.steps import RunContext
 from compliance.store import Store
+
+# The run tag Dagster gives a run of one partition (here: one shard).
+PARTITION_TAG = "dagster/partition"
 
 
 class RetentionResource(dg.ConfigurableResource):
@@ -31,9 +35,13 @@ class RetentionResource(dg.ConfigurableResource):
 
     _clock: datetime = PrivateAttr()
     _con: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
+    _home: Home | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._clock = parse_as_of(self.as_of) if self.as_of else datetime.now(timezone.utc)
+        # A run of a home of N shards is a run of one shard: its partition key names the store it writes.
+        run = context.dagster_run
+        self._home = shard_home(self.paths, run.tags.get(PARTITION_TAG) if run is not None else None)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._con is not None:
@@ -42,7 +50,13 @@ class RetentionResource(dg.ConfigurableResource):
 
     @property
     def paths(self) -> Home:
+        """The whole home (every shard): what the sensor and the schedule look at."""
         return Home.resolve(self.home or None)
+
+    @property
+    def run_home(self) -> Home:
+        """The home this run works on: its shard's store, backups, reports and audit chain (or the whole home)."""
+        return self._home if self._home is not None else self.paths
 
     @property
     def clock(self) -> datetime:
@@ -54,7 +68,7 @@ class RetentionResource(dg.ConfigurableResource):
     def connect(self) -> duckdb.DuckDBPyConnection:
         """The run's store connection, opened once and shared by its assets (the job runs in one process)."""
         if self._con is None:
-            self._con = Store(self.paths, memory_limit=self.settings().memory_limit).connect()
+            self._con = Store(self.run_home, memory_limit=self.settings().memory_limit).connect()
         return self._con
 
     def compact(self) -> int:
@@ -62,7 +76,7 @@ class RetentionResource(dg.ConfigurableResource):
         if self._con is not None:
             self._con.close()
             self._con = None
-        return compact_store(Store(self.paths, memory_limit=self.settings().memory_limit))
+        return compact_store(Store(self.run_home, memory_limit=self.settings().memory_limit))
 
     def progress(self, context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> Callable[[str], None]:
         """A progress callback: to the run's log, and to the terminal (counts and rates) when the command line asked."""
@@ -72,6 +86,6 @@ class RetentionResource(dg.ConfigurableResource):
 
     def run_context(self, context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> RunContext:
         """What the domain's steps need from this run: the store, the home, settings, clock, run id, progress."""
-        return RunContext(connect=self.connect, home=self.paths, settings=self.settings(), as_of=self.clock,
+        return RunContext(connect=self.connect, home=self.run_home, settings=self.settings(), as_of=self.clock,
                           run_id=context.op_execution_context.run_id, progress=self.progress(context),
                           compact=self.compact, accept_shrink=self.accept_shrink)

@@ -31,11 +31,12 @@ from typing import Any, Callable
 import dagster as dg
 
 from compliance.errors import InputError
-from compliance.home import Home
+from compliance.home import Home, store_tags
 from compliance.intake import recorded_name
 from compliance.keys import KeyedHasher
 from compliance.requests import odd_file, pending_request_files
 from compliance.settings import Settings, load_settings
+from compliance.shards import shard_home
 from pipelines.jobs import request_job
 from resources import RetentionResource
 
@@ -173,12 +174,19 @@ def _active_run(instance: dg.DagsterInstance, now: datetime) -> dg.DagsterRun | 
 
 
 def _retry(instance: dg.DagsterInstance, last_run: dict[str, Any] | None, current: dict[str, str],
-           shown: dict[str, str]) -> tuple[dict[str, str], int, str | None]:
+           shown: dict[str, str], partitions: dg.StaticPartitionsDefinition | None = None,
+           ) -> tuple[dict[str, str], int, str | None]:
     """The files of the last run to try again (its run failed), the next attempt number, and a note."""
     if not last_run:
         return {}, 1, None
-    runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": last_run["run_key"]}), limit=1)
-    if not runs or runs[0].status not in _FAILED_STATUSES:
+    keys = [last_run["run_key"]] if partitions is None else [
+        f"{last_run['run_key']}:{key}" for key in partitions.get_partition_keys()]
+    # A batch is tried again when its run failed; in a home of shards, when any shard's run failed (the shards that
+    # had applied it find nothing left to do).
+    runs = [run for key in keys
+            for run in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": key}), limit=1)
+            if run.status in _FAILED_STATUSES]
+    if not runs:
         return {}, 1, None
     files = {name: mark for name, mark in last_run["files"].items() if current.get(name) == mark}
     if not files:
@@ -190,8 +198,9 @@ def _retry(instance: dg.DagsterInstance, last_run: dict[str, Any] | None, curren
     return files, last_run["attempt"] + 1, None
 
 
-def evaluate(context: dg.SensorEvaluationContext, retention: RetentionResource) -> dg.SensorResult | dg.SkipReason:
-    """One tick: at most one run request for every new or changed request file, and the cursor after it."""
+def evaluate(context: dg.SensorEvaluationContext, retention: RetentionResource,
+             partitions: dg.StaticPartitionsDefinition | None = None) -> dg.SensorResult | dg.SkipReason:
+    """One tick: at most one run request for every new or changed request file (one per shard), and the cursor."""
     home = retention.paths
     if not home.exists():
         return dg.SkipReason(f"no retention home at {home.root} (set RETENTION_HOME, or run `retention init`)")
@@ -207,7 +216,7 @@ def evaluate(context: dg.SensorEvaluationContext, retention: RetentionResource) 
     current = {key(name): mark for name, mark in found.items()}
     shown = {key(name): recorded_name(Path(name), mark) for name, mark in found.items()}
     cursor = read_cursor(context.cursor, key)
-    retry, attempt, gave_up = _retry(context.instance, cursor["last_run"], current, shown)
+    retry, attempt, gave_up = _retry(context.instance, cursor["last_run"], current, shown, partitions)
     if gave_up:
         context.log.warning(gave_up)
         cursor["last_run"] = None
@@ -223,19 +232,24 @@ def evaluate(context: dg.SensorEvaluationContext, retention: RetentionResource) 
     for name in list(seen)[:max(0, len(seen) - REMEMBERED_FILES)]:
         del seen[name]
     cursor["last_run"] = {"run_key": batch_key, "attempt": attempt, "files": batch}
-    request = dg.RunRequest(
-        run_key=batch_key,
-        run_config={"resources": {"retention": {"config": {"home": str(home.root)}}}},
-        tags={FILES_TAG: _files_tag([shown.get(name, name) for name in batch]), ATTEMPT_TAG: str(attempt)},
-    )
-    return dg.SensorResult(run_requests=[request], cursor=json.dumps(cursor, sort_keys=True))
+    tags = {FILES_TAG: _files_tag([shown.get(name, name) for name in batch]), ATTEMPT_TAG: str(attempt)}
+    run_config = {"resources": {"retention": {"config": {"home": str(home.root)}}}}
+    # A home of N shards: one run per shard, each with the batch's run key and its shard, run side by side.
+    stores = [(None, home)] if partitions is None else [
+        (key, shard_home(home, key)) for key in partitions.get_partition_keys()]
+    requests = [dg.RunRequest(run_key=batch_key if key is None else f"{batch_key}:{key}", partition_key=key,
+                              run_config=run_config, tags={**tags, **store_tags(store)})
+                for key, store in stores]
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
 
 
-def build_request_drop_sensor(minimum_interval_seconds: int = DEFAULT_INTERVAL_SECONDS) -> dg.SensorDefinition:
+def build_request_drop_sensor(minimum_interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
+                              partitions: dg.StaticPartitionsDefinition | None = None) -> dg.SensorDefinition:
     """The sensor, looking at most every `minimum_interval_seconds`; running by default under the daemon.
 
     Args:
         minimum_interval_seconds: the least time between two ticks.
+        partitions: the home's shards (one run per shard for each batch), or None for a home of one shard.
 
     Returns:
         The sensor definition named SENSOR_NAME, targeting request_job.
@@ -252,6 +266,6 @@ def build_request_drop_sensor(minimum_interval_seconds: int = DEFAULT_INTERVAL_S
         One run per tick rather than per file: DuckDB lets one process write the store at a time, and the run's
         intake takes every waiting file anyway; no run is launched while another run of the home is going.
         """
-        return evaluate(context, retention)
+        return evaluate(context, retention, partitions)
 
     return request_drop_sensor

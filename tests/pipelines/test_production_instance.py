@@ -16,9 +16,9 @@ import yaml
 
 from compliance import demo_data
 from compliance.errors import InputError
-from compliance.home import DAGSTER_YAML, HOME_TAG, Home, postgres_dagster_yaml
+from compliance.home import DAGSTER_YAML, STORE_TAG, Home, postgres_dagster_yaml, store_tags
 from compliance.store import Store
-from pipelines.runner import home_tags, instance_for, launch_job
+from pipelines.runner import instance_for, launch_job
 from pipelines.serve import Child, environment, stop, write_workspace
 from support.postgres import postgres_server  # noqa: F401 (the session fixture)
 
@@ -69,13 +69,13 @@ def _drain_queue(home: Home, read_runs) -> None:
         stop([daemon])
 
 
-def test_the_postgres_instance_keeps_runs_events_and_schedules_in_postgres_behind_a_run_queue_per_home():
+def test_the_postgres_instance_keeps_runs_events_and_schedules_in_postgres_behind_a_run_queue_per_store():
     config = yaml.safe_load(postgres_dagster_yaml("postgresql://ops@db.internal:5433/dagster", max_concurrent_runs=3))
     assert config["storage"] == {"postgres": {"postgres_url": "postgresql+psycopg2://ops@db.internal:5433/dagster"}}
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     assert config["run_coordinator"]["config"] == {
         "max_concurrent_runs": 3,
-        "tag_concurrency_limits": [{"key": HOME_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]}
+        "tag_concurrency_limits": [{"key": STORE_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]}
     assert config["telemetry"] == {"enabled": False} and config["nux"] == {"enabled": False}
 
 
@@ -168,9 +168,9 @@ def test_two_homes_queued_at_concurrency_two_run_at_the_same_time(tmp_path, post
     assert {status for status, _, _ in _runs(url, run_ids).values()} == {"QUEUED"}
     with instance_for(homes[0]) as instance:
         queue = instance.get_concurrency_config().run_queue_config
-        assert queue.max_concurrent_runs == 2 and [limit["key"] for limit in queue.tag_concurrency_limits] == [HOME_TAG]
-        assert [instance.get_run_by_id(run_id).tags[HOME_TAG] for run_id in run_ids] == [
-            home_tags(home)[HOME_TAG] for home in homes]
+        assert queue.max_concurrent_runs == 2 and [limit["key"] for limit in queue.tag_concurrency_limits] == [STORE_TAG]
+        assert [instance.get_run_by_id(run_id).tags[STORE_TAG] for run_id in run_ids] == [
+            store_tags(home)[STORE_TAG] for home in homes]
     _drain_queue(homes[0], lambda: _runs(url, run_ids))
     runs = _runs(url, run_ids)
     assert [runs[run_id][0] for run_id in run_ids] == ["SUCCESS", "SUCCESS"]
