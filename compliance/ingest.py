@@ -111,7 +111,8 @@ def ingest_snapshots(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datet
                 _validate(con, snapshot_id, source)
             except duckdb.Error as exc:
                 raise InputError(unreadable(source.where(snapshot_id), source.path, exc)) from None
-        contacts = _check_shrink(con, snapshot_id, sources, contacts, settings.max_contact_drop, accept_shrink)
+        contacts = _check_shrink(con, snapshot_id, sources, contacts, settings.max_contact_drop, accept_shrink,
+                                 home)
     hasher = KeyedHasher(home.secret()).register(con) if home.secret_file.exists() else None
     for snapshot_id, content_hash, sources in pending:
         progress(f"loading snapshot {snapshot_id}")
@@ -167,10 +168,15 @@ def _last_contact_count(con: duckdb.DuckDBPyConnection) -> int | None:
 
 
 def _check_shrink(con: duckdb.DuckDBPyConnection, snapshot_id: str, sources: list[Source], previous: int | None,
-                  max_drop: float, accept_shrink: bool) -> int:
-    """Refuse a snapshot with many fewer contacts than the one before it (unless accepted); return its count."""
+                  max_drop: float, accept_shrink: bool, home: Home) -> int:
+    """Refuse a snapshot with many fewer contacts than the one before it (unless accepted); return its count.
+
+    A shard compares the contacts of its own locations, which is what it loaded last time.
+    """
     [source] = [source for source in sources if source.spec.name == "contacts"]
-    contacts = con.execute(f"SELECT count(*) FROM {source.relation}").fetchone()[0]
+    mine = "" if home.shard is None else (
+        f" WHERE {shard_of_sql(_cast(con, source, 'location_id'), shard_count(home))} = {int(home.shard)}")
+    contacts = con.execute(f"SELECT count(*) FROM {source.relation}{mine}").fetchone()[0]
     if previous and not accept_shrink and (previous - contacts) / previous > max_drop:
         raise InputError(
             f"snapshot {snapshot_id}: contacts fall from {previous:,} to {contacts:,}, a drop of "
