@@ -25,6 +25,7 @@ from compliance.report import load_invariants
 from compliance.requests import odd_file, pending_request_files
 from compliance.shard_views import shard_catalog, whole_home
 from compliance.shards import shard_homes, shard_of_sql
+from compliance.sql import quote_identifier
 from compliance.vocabulary import FINAL_STATUSES
 
 CONTACTS_IN_THEIR_SHARD = "contacts_in_their_shard"
@@ -75,6 +76,7 @@ def check_shard_invariants(home: Home, *, memory_limit: str | None = None) -> tu
 
 def _by_shard(table: str, columns: str, shards: int) -> str:
     """SQL over `table` of every shard, with each row's shard; a home of one shard reads its own store."""
+    table = quote_identifier(table)
     if shards == 1:
         return f"SELECT {columns}, 0 AS shard FROM {table}"
     return " UNION ALL ".join(f"SELECT {columns}, {k} AS shard FROM {shard_catalog(k)}.main.{table}"
