@@ -61,14 +61,15 @@ def whole_home(home: Home, *, memory_limit: str | None = None) -> Iterator[duckd
             KeyedHasher(home.secret()).register(con)
         register_scope(con)
         for k, store in enumerate(stores):
-            con.execute(f"ATTACH {_literal(str(store.path))} AS {_catalog(k)} (READ_ONLY)")
+            con.execute(f"ATTACH {_literal(str(store.path))} AS {shard_catalog(k)} (READ_ONLY)")
         _combine(con, len(stores))
         yield con
     finally:
         con.close()
 
 
-def _catalog(k: int) -> str:
+def shard_catalog(k: int) -> str:
+    """The name whole_home attaches shard k's store under (a home of several shards)."""
     return f"shard_{k}"
 
 
@@ -80,11 +81,11 @@ def _combine(con: duckdb.DuckDBPyConnection, shards: int) -> None:
     """A view per table of the first shard's store over every shard (`requests` combined per request)."""
     tables = [name for (name,) in con.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_catalog = ? AND table_schema = 'main' "
-        "ORDER BY table_name", [_catalog(0)]).fetchall()]
+        "ORDER BY table_name", [shard_catalog(0)]).fetchall()]
     for table in tables:
         quoted = quote_identifier(table)
         union = " UNION ALL BY NAME ".join(
-            f"SELECT *, {k} AS shard FROM {_catalog(k)}.main.{quoted}" for k in range(shards))
+            f"SELECT *, {k} AS shard FROM {shard_catalog(k)}.main.{quoted}" for k in range(shards))
         if table == "requests":
             con.execute(f"CREATE TEMP VIEW requests_by_shard AS {union}")
             con.execute(f"CREATE TEMP VIEW requests AS {_combined_requests(con, shards)}")
@@ -95,7 +96,7 @@ def _combine(con: duckdb.DuckDBPyConnection, shards: int) -> None:
 def _combined_requests(con: duckdb.DuckDBPyConnection, shards: int) -> str:
     columns = [name for (name,) in con.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_catalog = ? AND table_name = 'requests' "
-        "ORDER BY ordinal_position", [_catalog(0)]).fetchall()]
+        "ORDER BY ordinal_position", [shard_catalog(0)]).fetchall()]
     alike = ", ".join(f"'{status.value}'" for status in _DECIDED_ALIKE)
     derived = {
         "status": f"""CASE

@@ -42,18 +42,22 @@ def exit_code(problems: list[str], *, success: bool = True) -> int:
 
 
 def combined_run_summary(summaries: list[dict[str, Any]], shards: list[str],
-                         deadlines: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+                         deadlines: dict[str, list[dict[str, Any]]],
+                         overall: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """One `run --json` document for a run of every shard: the shape of a one-store run, plus `shards`.
 
     Args:
         summaries: each shard's run summary, in shard order.
         shards: the shards' names (`shard-0` ...), in the same order.
         deadlines: the deadline report of the whole home (requests combined over the shards).
+        overall: the checks of the home taken whole (`overall_<invariant>` -> {"passed", "message"}), run after
+            the shards.
 
     Returns:
         The first shard's run id (every shard's under `shards`); success when every shard succeeded; the ingest row
         counts summed; the requests as each shard took them (every shard takes the same files alike); every shard's
-        bulk actions and problems, each marked with its shard; a check passed when it passed in every shard.
+        bulk actions and problems, each marked with its shard, then a failed overall check's; a check passed when it
+        passed in every shard, and the overall checks beside them.
     """
     ingest: dict[str, Any] = {}
     for summary in summaries:
@@ -72,6 +76,7 @@ def combined_run_summary(summaries: list[dict[str, Any]], shards: list[str],
             combined = checks.setdefault(name, {"passed": True, "message": check["message"]})
             if not check["passed"] and combined["passed"]:
                 combined.update(passed=False, message=f"{shard}: {check['message']}")
+    checks.update({name: dict(check) for name, check in (overall or {}).items()})
     return {
         "run_id": summaries[0]["run_id"],
         "as_of": summaries[0]["as_of"],
@@ -85,7 +90,7 @@ def combined_run_summary(summaries: list[dict[str, Any]], shards: list[str],
         "bulk_actions": [{**action, "shard": shard} for shard, summary in zip(shards, summaries)
                          for action in summary["bulk_actions"]],
         "refused_or_failed": [f"{shard}: {problem}" for shard, summary in zip(shards, summaries)
-                              for problem in summary["refused_or_failed"]],
+                              for problem in summary["refused_or_failed"]] + run_problems((), checks=overall),
         "deadlines": deadlines,
         "shards": [{"shard": shard, "run_id": summary["run_id"], "success": summary["success"],
                     "seconds": summary["seconds"], "report": summary.get("report")}

@@ -237,9 +237,13 @@ def _run_compliance(args: argparse.Namespace, home: Home, as_of: datetime) -> di
     homes = _run_homes(args, home)
     if homes[0].shard is None:
         return _run_store(args, homes[0], as_of)
+    from pipelines.runner import overall_checks
+
     summaries = [_run_store(args, shard, as_of) for shard in homes]
-    return combined_run_summary(summaries, [shard.shard_name for shard in homes],
-                                _whole_deadlines(home, as_of))
+    # The home taken whole, after its shards: its checks join the summary's as overall_<invariant>.
+    return combined_run_summary(summaries, [shard.shard_name for shard in homes], _whole_deadlines(home, as_of),
+                                overall=overall_checks(home, as_of=as_of, echo_progress=not args.json,
+                                                       tags={"retention/command": args.command}))
 
 
 def _whole_deadlines(home: Home, as_of: datetime) -> dict[str, list[dict[str, Any]]]:

@@ -7,12 +7,14 @@ import functools
 import dagster as dg
 
 from assets import crm, deletion, ingest, proof, restore
+from assets.shards import shards_overview
 from compliance.home import Home, shard_name
 from compliance.shards import shard_count
 from pipelines.jobs import (compliance_job, build_daily_schedule, manual_delete_job, manual_restore_job,
-                            request_job)
+                            request_job, shards_overview_job)
 from resources import RetentionResource
 from sensors.request_drop import SENSOR_NAME, build_request_drop_sensor, sensor_interval_seconds
+from sensors.shards_overview import shards_overview_sensor
 
 
 def shard_partitions(shards: int) -> dg.StaticPartitionsDefinition | None:
@@ -30,20 +32,26 @@ def build_definitions(home_root: str | None, shards: int) -> dg.Definitions:
 
     Returns:
         Assets, checks, jobs, the daily schedule (one run per shard), the request sensor (one run per shard) and
-        the resource, with the in-process executor.
+        the resource, with the in-process executor. A home of several shards also gets the unpartitioned
+        shards_overview (the overall invariants), its job, and the sensor that runs it after the shards' runs.
     """
     retention = RetentionResource(home=home_root or "")
     assets = dg.load_assets_from_modules([crm, ingest, deletion, restore, proof])
+    jobs = [compliance_job, manual_delete_job, manual_restore_job, request_job]
     partitions = shard_partitions(shards)
+    # The sensor's interval is fixed when the definitions load: restart `retention ui` after changing it.
+    sensors = [build_request_drop_sensor(sensor_interval_seconds(retention.paths), partitions)]
     if partitions is not None:
-        assets = dg.map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=partitions), assets)
+        assets = [*dg.map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=partitions), assets),
+                  shards_overview]
+        jobs.append(shards_overview_job)
+        sensors.append(shards_overview_sensor)
     return dg.Definitions(
         assets=assets,
         asset_checks=dg.load_asset_checks_from_modules([proof]),
-        jobs=[compliance_job, manual_delete_job, manual_restore_job, request_job],
+        jobs=jobs,
         schedules=[build_daily_schedule(partitions)],
-        # The sensor's interval is fixed when the definitions load: restart `retention ui` after changing it.
-        sensors=[build_request_drop_sensor(sensor_interval_seconds(retention.paths), partitions)],
+        sensors=sensors,
         resources={"retention": retention},
         # One process per run: DuckDB allows one writer per store, and a run's steps share one store connection.
         # Shards run in parallel as separate runs, through the instance's run queue.

@@ -8,10 +8,14 @@ from resources import RetentionResource
 
 from assets.deletion import applied_deletions, contact_backups, deletion_plan, request_intake
 from assets.restore import applied_restores
+from assets.shards import SHARDS_OVERVIEW, WHOLE_HOME_TAG
+
+# The assets of the whole home (a home of shards only) run in their own job: a job's assets share one partitioning.
+_WHOLE_HOME_ASSETS = dg.AssetSelection.tag(*WHOLE_HOME_TAG)
 
 compliance_job = dg.define_asset_job(
     "compliance_job",
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.all() - _WHOLE_HOME_ASSETS,
     description="One compliance run: ingest, decide, back up, delete, restore, purge, prove.",
 )
 
@@ -33,6 +37,13 @@ request_job = dg.define_asset_job(
                                        applied_restores),
     description="Request files dropped in inbox/requests (launched by request_drop_sensor): take them, erase with "
                 "backups first, restore; no snapshot ingest or purge, which stay with the daily run.",
+)
+
+shards_overview_job = dg.define_asset_job(
+    "shards_overview_job",
+    selection=dg.AssetSelection.assets(SHARDS_OVERVIEW),
+    description="The home of shards taken whole, after the shards' runs: each contact in its location's shard and "
+                "in one only, request files recorded by every shard, every shard's last invariants passed.",
 )
 
 DAILY_CRON = "0 2 * * *"

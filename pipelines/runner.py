@@ -53,6 +53,22 @@ def execute_job(home: Home, job_name: str, *, as_of: datetime, echo_progress: bo
             partition_key=home.shard_name)
 
 
+OVERALL_CHECK_PREFIX = "overall_"
+
+
+def overall_checks(home: Home, *, as_of: datetime, echo_progress: bool,
+                   tags: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """Run shards_overview_job for a home of shards, and its checks as `run --json` names them.
+
+    Returns:
+        {"overall_<invariant>": {"passed", "message"}}, one per overall invariant.
+    """
+    result = execute_job(home.whole, "shards_overview_job", as_of=as_of, echo_progress=echo_progress, tags=tags)
+    return {OVERALL_CHECK_PREFIX + evaluation.check_name: {"passed": evaluation.passed,
+                                                           "message": evaluation.description or ""}
+            for evaluation in result.get_asset_check_evaluations()}
+
+
 def _run_config(home: Home, as_of: datetime, *, echo_progress: bool, accept_shrink: bool = False) -> dict[str, Any]:
     return {
         "resources": {"retention": {"config": {

@@ -11,15 +11,18 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import duckdb
 import pytest
 import yaml
 
 from compliance import demo_data
 from compliance.errors import InputError
 from compliance.home import DAGSTER_YAML, STORE_TAG, Home, postgres_dagster_yaml, store_tags
+from compliance.shards import shard_of
 from compliance.store import Store
 from pipelines.runner import instance_for, launch_job
 from pipelines.serve import Child, environment, stop, write_workspace
+from resources import PARTITION_TAG
 from support.postgres import postgres_server  # noqa: F401 (the session fixture)
 
 AS_OF = "2026-01-01T12:00:00Z"
@@ -36,12 +39,14 @@ def _retention(*args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "RETENTION_DEBUG": ""})
 
 
-def _demo_home(root: Path, url: str, contacts: int = 1_000) -> Home:
-    done = _retention("init", "--home", str(root), "--dagster-storage", url, "--max-concurrent-runs", "2")
+def _demo_home(root: Path, url: str, contacts: int = 1_000, shards: int = 1) -> Home:
+    done = _retention("init", "--home", str(root), "--dagster-storage", url, "--max-concurrent-runs", "2",
+                      "--shards", str(shards))
     assert done.returncode == 0, done.stderr
     home = Home.resolve(root)
     demo_data.generate_snapshot(home.snapshots_inbox / "demo-1", contacts=contacts, seed=3,
-                                as_of=datetime(2026, 1, 1, tzinfo=timezone.utc), fmt="parquet")
+                                as_of=datetime(2026, 1, 1, tzinfo=timezone.utc), fmt="parquet",
+                                locations=None if shards == 1 else 6)
     return home
 
 
@@ -179,6 +184,62 @@ def test_two_homes_queued_at_concurrency_two_run_at_the_same_time(tmp_path, post
     for home in homes:
         with Store(home).connect(read_only=True) as con:
             assert con.execute("SELECT count(*) FROM contacts").fetchone()[0] == 1_000, "each run wrote its own home"
+
+
+def _shard_stores_hold_their_own_contacts(home: Home, shards: int) -> None:
+    with duckdb.connect() as con:
+        everyone = con.execute("SELECT contact_id, location_id FROM read_parquet(?)",
+                               [str(home.snapshots_inbox / "demo-1" / "contacts.parquet")]).fetchall()
+    for k in range(shards):
+        with Store(home.for_shard(k)).connect(read_only=True) as con:
+            held = sorted(row[0] for row in con.execute("SELECT contact_id FROM contacts").fetchall())
+        expected = sorted(contact_id for contact_id, location in everyone if shard_of(location, shards) == k)
+        assert expected and held == expected, f"shard-{k} holds exactly the contacts of its locations"
+
+
+@needs_dagster_postgres
+def test_two_shard_runs_of_one_home_overlap_in_time_through_the_run_queue(tmp_path, postgres_server):
+    """Two shards of one home, not two homes: each shard is its own store, so the queue's per-store limit lets
+    them run side by side at concurrency 2."""
+    url = postgres_server.create_database("two_shards")
+    home = _demo_home(tmp_path / "home", url, shards=2)
+    as_of = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+    run_ids = [launch_job(home.for_shard(k), "compliance_job", as_of=as_of) for k in range(2)]
+    assert {status for status, _, _ in _runs(url, run_ids).values()} == {"QUEUED"}
+    with instance_for(home) as instance:
+        runs = [instance.get_run_by_id(run_id) for run_id in run_ids]
+        assert [run.tags[PARTITION_TAG] for run in runs] == ["shard-0", "shard-1"]
+        assert [run.tags[STORE_TAG] for run in runs] == [str(home.for_shard(k).store_file) for k in range(2)]
+    _drain_queue(home, lambda: _runs(url, run_ids))
+    runs = _runs(url, run_ids)
+    assert [runs[run_id][0] for run_id in run_ids] == ["SUCCESS", "SUCCESS"]
+    (_, start_a, end_a), (_, start_b, end_b) = (runs[run_id] for run_id in run_ids)
+    assert start_a < end_b and start_b < end_a, "the two shard runs did not overlap in time"
+    _shard_stores_hold_their_own_contacts(home, 2)
+
+
+def test_the_default_sqlite_instance_runs_the_two_shard_runs_of_a_home_one_after_the_other(tmp_path):
+    done = _retention("init", "--home", str(tmp_path / "home"), "--shards", "2")
+    assert done.returncode == 0, done.stderr
+    home = Home.resolve(tmp_path / "home")
+    demo_data.generate_snapshot(home.snapshots_inbox / "demo-1", contacts=500, seed=3,
+                                as_of=datetime(2026, 1, 1, tzinfo=timezone.utc), fmt="parquet", locations=6)
+    as_of = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+    run_ids = [launch_job(home.for_shard(k), "compliance_job", as_of=as_of) for k in range(2)]
+
+    def read_runs() -> dict[str, tuple]:
+        with instance_for(home) as instance:
+            records = {run_id: instance.get_run_record_by_id(run_id) for run_id in run_ids}
+        return {run_id: (record.dagster_run.status.value, record.start_time, record.end_time)
+                for run_id, record in records.items()}
+
+    assert {status for status, _, _ in read_runs().values()} == {"QUEUED"}
+    _drain_queue(home, read_runs)
+    runs = read_runs()
+    assert [runs[run_id][0] for run_id in run_ids] == ["SUCCESS", "SUCCESS"]
+    (_, start_a, end_a), (_, start_b, end_b) = sorted(runs.values(), key=lambda run: run[1])
+    assert end_a <= start_b, "concurrency 1: the second shard run starts after the first ended"
+    _shard_stores_hold_their_own_contacts(home, 2)
 
 
 def test_the_default_sqlite_instance_runs_two_queued_runs_of_a_home_one_after_the_other(tmp_path):
