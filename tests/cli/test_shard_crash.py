@@ -12,7 +12,6 @@ import textwrap
 import time
 from pathlib import Path
 
-
 from compliance.home import Home
 from compliance.shards import shard_of
 from compliance.store import Store
