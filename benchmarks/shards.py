@@ -38,6 +38,8 @@ import yaml
 from benchmarks.measure import machine
 from benchmarks.postgres import PostgresServer, start_cluster, stop_cluster
 from benchmarks.report import machine_line
+from compliance import demo_data
+from compliance.home import Home, postgres_dagster_yaml, write_private
 
 AS_OF = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)
 DEFAULT_LOCATIONS = 200
@@ -47,6 +49,7 @@ QUEUE_TIMEOUT_SECONDS = 6 * 3600
 DAEMON_READY_TIMEOUT_SECONDS = 120
 POLL_SECONDS = 0.5
 _MB = 1024 * 1024
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -87,8 +90,6 @@ def sqlite_dagster_yaml(concurrency: int) -> str:
     Returns:
         The dagster.yaml text: the PostgreSQL instance's configuration without its storage.
     """
-    from compliance.home import postgres_dagster_yaml
-
     config = yaml.safe_load(postgres_dagster_yaml("env:UNUSED", max_concurrent_runs=concurrency))
     del config["storage"]
     return ("# The shard benchmark's fallback: SQLite storage, the run queue of `retention init --dagster-storage`.\n"
@@ -101,8 +102,6 @@ def make_source(folder: Path, *, contacts: int, locations: int, seed: int) -> Pa
     Returns:
         The folder holding snapshots/<id>/, requests/ and rules.yaml.
     """
-    from compliance import demo_data
-
     snapshot = folder / "snapshots" / SNAPSHOT_ID
     demo_data.generate_snapshot(snapshot, contacts=contacts, seed=seed, as_of=AS_OF, fmt="parquet",
                                 locations=locations)
@@ -112,14 +111,14 @@ def make_source(folder: Path, *, contacts: int, locations: int, seed: int) -> Pa
     return folder
 
 
-def make_home(root: Path, *, shards: int, concurrency: int, postgres_url: str | None, source: Path):
+def make_home(root: Path, *, shards: int, concurrency: int, postgres_url: str | None, source: Path) -> Home:
     """A fresh home of `shards` shards holding the source's snapshot, requests and rules, its sensor stopped.
 
     Returns:
         The Home.
     """
-    from compliance.home import Home, write_private
     from pipelines.serve import environment, write_workspace
+    from sensors.request_drop import SENSOR_NAME
 
     init = ["init", "--home", str(root), "--shards", str(shards)]
     if postgres_url:
@@ -133,8 +132,6 @@ def make_home(root: Path, *, shards: int, concurrency: int, postgres_url: str | 
         shutil.copy2(request, home.requests_inbox / request.name)
     shutil.copy2(source / "rules.yaml", home.rules_file)
     # The daemon's request sensor would start request_job runs for the same files; only the daily runs are measured.
-    from sensors.request_drop import SENSOR_NAME
-
     done = subprocess.run([sys.executable, "-m", "dagster", "sensor", "stop", SENSOR_NAME, "-w",
                            str(write_workspace(home))], env=environment(home), capture_output=True, text=True,
                           stdin=subprocess.DEVNULL)
@@ -144,11 +141,13 @@ def make_home(root: Path, *, shards: int, concurrency: int, postgres_url: str | 
 
 
 class TreeSampler:
-    """Samples the RSS of a process and its descendants from /proc: the peak of their sum, and each run's peak.
+    """Samples the RSS of a process and its descendants from /proc: the peak of their sum, each run's peak and CPU.
 
     A run's worker is the process (a multiprocessing child of the code server) whose children tail the run's
     compute logs, whose paths hold the run's id; a run's peak is the largest kernel high-water mark (VmHWM) of its
-    worker and the worker's descendants. VmHWM only grows, so a sample shortly before a process exits holds its peak.
+    worker and the worker's descendants. VmHWM only grows, so a sample shortly before a process exits holds its peak;
+    so does a run's CPU time (user + system of its processes), which shows the work apart from the wait on a busy
+    machine.
     """
 
     def __init__(self, root_pid: int) -> None:
@@ -157,6 +156,7 @@ class TreeSampler:
         self.run_ids: list[str] = []
         self.peak_tree_bytes = 0
         self.run_peak_bytes: dict[str, int] = {}
+        self.run_cpu_seconds: dict[str, float] = {}
         self._workers: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -164,13 +164,16 @@ class TreeSampler:
 
     def _loop(self) -> None:
         while not self._stop.wait(POLL_SECONDS):
-            total = 0
+            total, cpu = 0, {}
             for pid, run_id in self._tree():
                 status = _status(pid)
                 total += status.get("VmRSS", 0)
                 if run_id:
                     self.run_peak_bytes[run_id] = max(self.run_peak_bytes.get(run_id, 0), status.get("VmHWM", 0))
+                    cpu[run_id] = cpu.get(run_id, 0.0) + _cpu_seconds(pid)
             self.peak_tree_bytes = max(self.peak_tree_bytes, total)
+            for run_id, seconds in cpu.items():
+                self.run_cpu_seconds[run_id] = max(self.run_cpu_seconds.get(run_id, 0.0), seconds)
 
     def _tree(self) -> list[tuple[int, str | None]]:
         """(pid, run id or None) of the root and every descendant, a worker's descendants taking its run."""
@@ -222,6 +225,15 @@ def _walk(root: int, children: dict[int, list[int]]) -> list[int]:
     return found
 
 
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    # utime and stime, fields 14 and 15 of stat(5), counted from the state (field 3) after the command name.
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
 def _status(pid: int) -> dict[str, int]:
     values = {}
     try:
@@ -234,7 +246,7 @@ def _status(pid: int) -> dict[str, int]:
     return values
 
 
-def _run_records(home, run_ids: list[str]) -> dict[str, dict[str, Any]]:
+def _run_records(home: Home, run_ids: list[str]) -> dict[str, dict[str, Any]]:
     import dagster as dg
 
     from pipelines.runner import instance_for
@@ -252,14 +264,14 @@ def _run_records(home, run_ids: list[str]) -> dict[str, dict[str, Any]]:
     return runs
 
 
-def _daemon_ready(home) -> bool:
+def _daemon_ready(home: Home) -> bool:
     from pipelines.runner import instance_for
 
     with instance_for(home) as instance:
         return "QUEUED_RUN_COORDINATOR" in instance.get_daemon_heartbeats()
 
 
-def run_daily(home, say: Callable[[str], None]) -> dict[str, Any]:
+def run_daily(home: Home, say: Callable[[str], None]) -> dict[str, Any]:
     """Start a daemon on the home's instance, submit one compliance_job run per shard, wait for them all.
 
     Returns:
@@ -300,7 +312,8 @@ def run_daily(home, say: Callable[[str], None]) -> dict[str, Any]:
         sampler.close()
         stop([daemon])
     ordered = [dict(runs[run_id], run_id=run_id,
-                    peak_rss_mb=round(sampler.run_peak_bytes.get(run_id, 0) / _MB, 1) or None)
+                    peak_rss_mb=round(sampler.run_peak_bytes.get(run_id, 0) / _MB, 1) or None,
+                    cpu_s=round(sampler.run_cpu_seconds.get(run_id, 0.0), 1) or None)
                for run_id in run_ids]
     return {"runs": ordered, "submit_s": round(submit_s, 2),
             "peak_rss_tree_mb": round(sampler.peak_tree_bytes / _MB, 1)}
@@ -312,7 +325,7 @@ def overlapped(runs: list[dict[str, Any]]) -> bool:
                for i, a in enumerate(runs) for b in runs[i + 1:])
 
 
-def outcomes(home) -> dict[str, Any]:
+def outcomes(home: Home) -> dict[str, Any]:
     """Contacts by state and requests by status over every shard of the home (read-only)."""
     from compliance.shard_views import whole_home
 
@@ -338,6 +351,7 @@ def _row(shards: int, daily: dict[str, Any], outcome: dict[str, Any]) -> dict[st
     return {"shards": shards, "wall_s": round(last_end - first_created, 2),
             "runs_span_s": round(last_end - first_start, 2), "submit_s": daily["submit_s"],
             "succeeded": all(run["status"] == "SUCCESS" for run in runs), "overlapped": overlapped(runs),
+            "cpu_s": round(sum(run["cpu_s"] or 0 for run in runs), 1),
             "peak_rss_tree_mb": daily["peak_rss_tree_mb"], "runs": runs, "outcomes": outcome}
 
 
@@ -395,24 +409,25 @@ def render(document: dict[str, Any]) -> str:
     p, rows, instance = document["params"], document["rows"], document["instance"]
     header = ("| shards | wall s (first submission → last end) | runs s (first start → last end) | "
               f"speed-up vs {rows[0]['shards']} shard(s): wall (runs) | runs overlapped | "
-              "peak RSS MB: largest run / daemon tree | same outcomes | load before |")
+              "runs' CPU s | peak RSS MB: largest run / daemon tree | same outcomes | load before |")
     lines = [f"### {p['contacts']:,} contacts over {p['locations']} locations: the first daily run (ingest included) "
              f"as {', '.join(str(r['shards']) for r in rows)} shard(s), run queue at concurrency {p['concurrency']}",
              "",
              f"Machine: {machine_line(document['machine'])}. Load average at start "
              f"{document['machine'].get('loadavg_at_start')}, at end {document.get('loadavg_at_end')}.",
              f"Dagster instance: {instance['kind']}" + (f" ({instance['note']})" if instance["note"] else "") + ".",
-             f"Command: `{document.get('command', '')}`", "", header, "|---:|---:|---:|---:|---|---:|---|---|"]
+             f"Command: `{document.get('command', '')}`", "", header, "|---:|---:|---:|---:|---|---:|---:|---|---|"]
     for row in rows:
         largest = max((run["peak_rss_mb"] or 0 for run in row["runs"]), default=0)
         lines.append(f"| {row['shards']} | {row['wall_s']:,.1f} | {row['runs_span_s']:,.1f} | "
                      f"{row['speedup_vs_first']:.2f}x ({row['span_speedup_vs_first']:.2f}x) | "
-                     f"{'yes' if row['overlapped'] else 'no'} | {largest:,.0f} / {row['peak_rss_tree_mb']:,.0f} | "
+                     f"{'yes' if row['overlapped'] else 'no'} | {row['cpu_s']:,.1f} | "
+                     f"{largest:,.0f} / {row['peak_rss_tree_mb']:,.0f} | "
                      f"{'yes' if row['same_outcomes_as_first'] else '**no**'} | {row['loadavg_before'][0]} |")
-    lines += ["", "Runs (seconds after the first submission; peak RSS of the run worker):", ""]
+    lines += ["", "Runs (seconds after the first submission; the run worker's CPU seconds and peak RSS):", ""]
     for row in rows:
         spans = ", ".join(f"{run['shard'] or 'home'} {run['status']} {run['start_s']}–{run['end_s']} s "
-                          f"({run['peak_rss_mb'] or 0:,.0f} MB)" for run in row["runs"])
+                          f"({run['cpu_s'] or 0:,.1f} CPU s, {run['peak_rss_mb'] or 0:,.0f} MB)" for run in row["runs"])
         lines.append(f"- {row['shards']} shard(s), submitted in {row['submit_s']} s: {spans}")
     outcome = rows[0]["outcomes"]
     lines += ["", f"Outcomes over every shard: contacts {outcome['contacts']}, requests {outcome['requests']}."]

@@ -45,6 +45,7 @@ def test_each_shard_count_ran_one_successful_run_per_shard(document: dict) -> No
             [None] if row["shards"] == 1 else [f"shard-{k}" for k in range(row["shards"])])
         for run in row["runs"]:
             assert run["status"] == "SUCCESS" and 0 <= run["start_s"] < run["end_s"] <= row["wall_s"]
+            assert run["peak_rss_mb"] > 0 and run["cpu_s"] > 0, "the run's worker process was found and sampled"
         assert 0 < row["runs_span_s"] <= row["wall_s"]
 
 
