@@ -10,8 +10,9 @@ and rule. The row is the home's first daily run: one `compliance_job` run per sh
 submitted with pipelines.runner.launch_job while a Dagster daemon (`python -m dagster._daemon run`, as `retention ui`
 starts it) drains the queue. It includes the snapshot's ingest. Wall time runs from the first run's creation to the
 last run's end, both read from Dagster's run records; the request sensor is stopped first so that only these runs
-go through the queue. Afterwards the outcomes (contacts by state, requests by status, over every shard) must equal
-those of the first configuration, else the command exits 1.
+go through the queue. Each run's CPU seconds and peak RSS are sampled from /proc (its worker process), and the
+speed-up is against the first shard count given. Afterwards the outcomes (contacts by state, requests by status,
+over every shard) must equal those of the first configuration, else the command exits 1.
 
 Markdown goes to stdout; --json FILE also saves the document; progress goes to stderr.
 """
