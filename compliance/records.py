@@ -19,6 +19,8 @@ _ACTION_COLUMNS = ("bulk_action_id", "kind", "source", "source_ref", "requested_
                    "already_done", "failed")
 _REQUEST_COLUMNS = ("file", "request_id", "kind", "regulation", "requested_by", "status", "reason", "received_at",
                     "due_at", "bulk_action_id", "seen_at", "subjects", "extended_reason", "extended_at")
+# The column of the combined request records of a home of shards naming every shard's bulk action.
+SHARD_BULK_ACTIONS = "bulk_action_ids"
 DUE_SOON_DAYS = 7
 DEADLINE_FLAGS = values(Deadline.OVERDUE, Deadline.DUE_SOON)
 
@@ -66,11 +68,14 @@ def request_records(con: duckdb.DuckDBPyConnection, *, as_of: datetime) -> list[
     Returns:
         The `requests --json` objects of PRODUCT.md section 3, plus `deadline`: overdue, due_soon, met or null.
     """
-    rows = con.execute(f"SELECT {', '.join(_REQUEST_COLUMNS)} FROM requests ORDER BY seen_at, file, request_id"
-                       ).fetchall()
+    # The whole home of several shards (compliance.shard_views) also lists each shard's bulk action of a request.
+    columns = _REQUEST_COLUMNS + tuple(
+        name for (name,) in con.execute("SELECT column_name FROM (DESCRIBE requests)").fetchall()
+        if name == SHARD_BULK_ACTIONS)
+    rows = con.execute(f"SELECT {', '.join(columns)} FROM requests ORDER BY seen_at, file, request_id").fetchall()
     records = []
     for row in rows:
-        record = dict(zip(_REQUEST_COLUMNS, row))
+        record = dict(zip(columns, row))
         record["deadline"] = _deadline(record, as_of)
         records.append({key: _iso(value) for key, value in record.items()})
     return records

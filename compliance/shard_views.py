@@ -23,6 +23,7 @@ import duckdb
 
 from compliance.home import Home
 from compliance.keys import KeyedHasher
+from compliance.records import SHARD_BULK_ACTIONS
 from compliance.shards import shard_homes
 from compliance.sql import quote_identifier
 from compliance.staff import register_scope
@@ -114,6 +115,6 @@ def _combined_requests(con: duckdb.DuckDBPyConnection, shards: int) -> str:
     selected = [f"{derived[c]} AS {c}" if c in derived else
                 (c if c in _REQUEST_KEY else f"any_value({c}) AS {c}") for c in columns]
     selected.append("list_sort(list(DISTINCT bulk_action_id) FILTER (WHERE bulk_action_id IS NOT NULL)) "
-                    "AS bulk_action_ids")
+                    f"AS {SHARD_BULK_ACTIONS}")
     return (f"SELECT {', '.join(selected)} FROM requests_by_shard "
             f"GROUP BY {', '.join(_REQUEST_KEY)}")

@@ -240,10 +240,12 @@ def _run_compliance(args: argparse.Namespace, home: Home, as_of: datetime) -> di
     from pipelines.runner import overall_checks
 
     summaries = [_run_store(args, shard, as_of) for shard in homes]
-    # The home taken whole, after its shards: its checks join the summary's as overall_<invariant>.
+    # The home taken whole, after all its shards ran (not after `--shard K`, which leaves the others as they were):
+    # its checks join the summary's as overall_<invariant>.
+    overall = None if len(homes) < shard_count(home) else overall_checks(
+        home, as_of=as_of, echo_progress=not args.json, tags={"retention/command": args.command})
     return combined_run_summary(summaries, [shard.shard_name for shard in homes], _whole_deadlines(home, as_of),
-                                overall=overall_checks(home, as_of=as_of, echo_progress=not args.json,
-                                                       tags={"retention/command": args.command}))
+                                overall=overall)
 
 
 def _whole_deadlines(home: Home, as_of: datetime) -> dict[str, list[dict[str, Any]]]:
