@@ -61,6 +61,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--locations", type=int, default=DEFAULT_LOCATIONS,
                         help=f"locations the contacts are spread over (default {DEFAULT_LOCATIONS})")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--duckdb-threads", type=int, metavar="N",
+                        help="the homes' `threads` setting: DuckDB threads per run (default: every core)")
     parser.add_argument("--sqlite", action="store_true", help="use the SQLite instance without trying PostgreSQL")
     parser.add_argument("--work-dir", type=Path, help="where the homes go (default: a new folder under /tmp, removed)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also save the document as JSON")
@@ -112,7 +114,8 @@ def make_source(folder: Path, *, contacts: int, locations: int, seed: int) -> Pa
     return folder
 
 
-def make_home(root: Path, *, shards: int, concurrency: int, postgres_url: str | None, source: Path) -> Home:
+def make_home(root: Path, *, shards: int, concurrency: int, postgres_url: str | None, source: Path,
+              duckdb_threads: int | None = None) -> Home:
     """A fresh home of `shards` shards holding the source's snapshot, requests and rules, its sensor stopped.
 
     Returns:
@@ -126,6 +129,8 @@ def make_home(root: Path, *, shards: int, concurrency: int, postgres_url: str | 
         init += ["--dagster-storage", postgres_url, "--max-concurrent-runs", str(concurrency)]
     _retention(*init)
     home = Home.resolve(root)
+    if duckdb_threads is not None:
+        home.settings_file.write_text(home.settings_file.read_text() + f"\nthreads: {int(duckdb_threads)}\n")
     if not postgres_url:
         write_private(home.dagster_home / "dagster.yaml", sqlite_dagster_yaml(concurrency))
     shutil.copytree(source / "snapshots" / SNAPSHOT_ID, home.snapshots_inbox / SNAPSHOT_ID)
@@ -380,7 +385,7 @@ def measure(args: argparse.Namespace, work: Path, say: Callable[[str], None]) ->
         for shards in args.shards:
             url = server.create_database(f"shards_{shards}") if server else None
             home = make_home(work / f"home-{shards}", shards=shards, concurrency=args.concurrency,
-                             postgres_url=url, source=source)
+                             postgres_url=url, source=source, duckdb_threads=args.duckdb_threads)
             say(f"{shards} shard(s): home ready at {home.root}")
             load_before = [round(load, 2) for load in os.getloadavg()]
             row = _row(shards, run_daily(home, say), outcomes(home))
@@ -401,6 +406,7 @@ def measure(args: argparse.Namespace, work: Path, say: Callable[[str], None]) ->
         row["same_outcomes_as_first"] = row["outcomes"] == base["outcomes"]
     return {"machine": machine_at_start, "loadavg_at_end": [round(load, 2) for load in os.getloadavg()],
             "params": {"contacts": args.contacts, "locations": args.locations, "seed": args.seed,
+                       "duckdb_threads": args.duckdb_threads,
                        "concurrency": args.concurrency, "shards": args.shards, "as_of": AS_OF.isoformat()},
             "instance": instance, "rows": rows}
 

@@ -57,6 +57,10 @@ memory_budget: 2.5GB
 # Or DuckDB's own limit, set as is (the process then holds 0.3-0.5GB more); when set, memory_budget is not used.
 # memory_limit: 2GB
 
+# DuckDB's threads in each run's process (unset: every core). Shards run side by side on one machine share its
+# cores: their runs' threads together need not exceed them.
+# threads: 2
+
 # Seconds between two looks of the request-drop sensor at inbox/requests (at least 1).
 # Read when the Dagster UI and daemon start (`retention ui`): restart them after a change.
 request_sensor_interval_seconds: 30

@@ -323,30 +323,35 @@ def _finish_contact_keys(con: duckdb.DuckDBPyConnection) -> int:
 _DELETED = "SELECT contact_id FROM contact_lifecycle WHERE state = 'deleted'"
 
 
-def _keep_own_locations(con: duckdb.DuckDBPyConnection, sources: list[Source], shard: int, shards: int) -> None:
-    """Keep in the staged snapshot only what belongs to this shard: the contacts of its locations and their rows.
+def _own_rows(con: duckdb.DuckDBPyConnection, sources: list[Source], home: Home) -> dict[str, str]:
+    """For a shard: the condition, per staged table, that keeps what belongs to it (none for a home of one shard).
 
-    Reference tables (staff, campaigns, workflows, lists) stay whole in every shard, so each shard judges a request's
-    requester against the same staff. Rows naming a contact the snapshot does not list go to shard 0 only.
+    A shard stages only the contacts of its locations and their rows, so that N shards do not each stage the whole
+    snapshot. Reference tables (staff, campaigns, workflows, lists) stay whole in every shard, so each shard judges a
+    request's requester against the same staff. Rows naming a contact the snapshot does not list go to shard 0.
     """
-    con.execute(f"CREATE OR REPLACE TEMP TABLE stg_elsewhere AS SELECT contact_id FROM stg_contacts "
-                f"WHERE {shard_of_sql('location_id', shards)} <> {int(shard)}")
-    con.execute("DELETE FROM stg_contacts WHERE contact_id IN (SELECT contact_id FROM stg_elsewhere)")
-    orphans = "" if shard == 0 else " OR contact_id IS NULL OR contact_id NOT IN (SELECT contact_id FROM stg_contacts)"
-    for source in sources:
-        if source.spec in CONTACT_LINKED:
-            con.execute(f"DELETE FROM stg_{source.spec.name} "
-                        f"WHERE contact_id IN (SELECT contact_id FROM stg_elsewhere){orphans}")
-    con.execute("DROP TABLE stg_elsewhere")
+    if home.shard is None:
+        return {}
+    shard, shards = int(home.shard), shard_count(home)
+    [contacts] = [source for source in sources if source.spec is CONTACTS]
+    con.execute(f"CREATE OR REPLACE TEMP TABLE stg_shard_of AS SELECT {_cast(con, contacts, 'contact_id')} AS "
+                f"contact_id, {shard_of_sql(_cast(con, contacts, 'location_id'), shards)} AS shard "
+                f"FROM {contacts.relation}")
+    linked = (f"contact_id NOT IN (SELECT contact_id FROM stg_shard_of WHERE shard <> {shard})" if shard == 0 else
+              f"contact_id IN (SELECT contact_id FROM stg_shard_of WHERE shard = {shard})")
+    return {CONTACTS.name: f"{shard_of_sql('location_id', shards)} = {shard}",
+            **{spec.name: linked for spec in CONTACT_LINKED}}
 
 
 def _apply(con: duckdb.DuckDBPyConnection, snapshot_id: str, content_hash: str, sources: list[Source],
            as_of: datetime, hasher: KeyedHasher | None, home: Home) -> SnapshotIngest:
+    own_rows = _own_rows(con, sources, home)
     for source in sources:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE stg_{source.spec.name} AS "
-                    f"{_staged_select(con, source, snapshot_id)}", {"snapshot_id": snapshot_id})
-    if home.shard is not None:
-        _keep_own_locations(con, sources, home.shard, shard_count(home))
+        staged = _staged_select(con, source, snapshot_id)
+        if source.spec.name in own_rows:
+            staged = f"SELECT * FROM ({staged}) WHERE {own_rows[source.spec.name]}"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE stg_{source.spec.name} AS {staged}", {"snapshot_id": snapshot_id})
+    con.execute("DROP TABLE IF EXISTS stg_shard_of")
     unparsed_phones = _finish_contact_keys(con)
     not_provided = tuple(source.spec.name for source in sources if not source.provided)
     _mark_kept_out(con, hasher)

@@ -92,6 +92,8 @@ class Settings(_Strict):
     operators: dict[str, tuple[str, ...]] | None = None
     # Location shards: each a DuckDB store of its own, run in parallel by Dagster's run queue. Fixed once data exists.
     shards: int = Field(1, ge=1, le=MAX_SHARDS)
+    # DuckDB's threads in each run's process; unset: every core. Shards run side by side on one machine share it.
+    threads: int | None = Field(None, ge=1)
 
     @model_validator(mode="before")
     @classmethod

@@ -57,7 +57,7 @@ def whole_home(home: Home, *, memory_limit: str | None = None) -> Iterator[duckd
         store.connect(read_only=True).close()
     con = duckdb.connect()
     try:
-        configure(con, stores[0].duckdb_memory_limit(), home.whole.root / "store" / "tmp", stores[0].threads)
+        configure(con, stores[0].duckdb_memory_limit(), home.whole.root / "store" / "tmp", stores[0].duckdb_threads())
         if home.secret_file.exists():
             KeyedHasher(home.secret()).register(con)
         register_scope(con)

@@ -256,7 +256,7 @@ class Store:
         if read_only and schema_version(con) < SCHEMA_VERSION:
             con.close()
             read_only, con = False, self._open(False)
-        configure(con, self.duckdb_memory_limit(), self.home.store_dir / "tmp", self.threads)
+        configure(con, self.duckdb_memory_limit(), self.home.store_dir / "tmp", self.duckdb_threads())
         if self.home.secret_file.exists():
             KeyedHasher(self.home.secret()).register(con)
         register_scope(con)
@@ -280,6 +280,17 @@ class Store:
                 # Commands refuse a bad settings.yaml before they open the store; opening it must not depend on it.
                 budget = DEFAULT_MEMORY_BUDGET
         return derived_memory_limit(budget)
+
+    def duckdb_threads(self) -> int | None:
+        """DuckDB's threads for this store's connections: as given, else the `threads` setting (None: every core)."""
+        if self.threads is not None:
+            return self.threads
+        from compliance.settings import load_settings
+
+        try:
+            return load_settings(self.home.settings_file).threads
+        except (InputError, OSError):
+            return None
 
     def holder(self) -> str:
         """Who holds the store, as the last writer to open it wrote in LOCK_INFO: "pid N, command C, since T"."""

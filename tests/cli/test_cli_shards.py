@@ -10,7 +10,7 @@ import pytest
 
 from compliance.home import Home
 from compliance.shards import shard_of
-from tests.support.cli import run_retention
+from support.cli import run_retention
 
 AS_OF = "2026-06-01T00:00:00Z"
 
@@ -38,6 +38,9 @@ def test_the_demo_of_two_shards_runs_each_shard_and_puts_every_contact_in_its_lo
     assert all(shard_of(location, 2) == k for k, rows in held.items() for _, location in rows)
     assert not {c for c, _ in held[0]} & {c for c, _ in held[1]}
     assert summary["checks"] and all(check["passed"] for check in summary["checks"].values())
+    overall = {name for name in summary["checks"] if name.startswith("overall_")}
+    assert overall == {"overall_contacts_in_their_shard", "overall_contacts_in_one_shard",
+                       "overall_request_files_in_every_shard", "overall_shards_proven"}
     assert {action["shard"] for action in summary["bulk_actions"]} == {"shard-0", "shard-1"}
 
 
@@ -76,7 +79,9 @@ def test_a_second_run_of_one_shard_changes_only_that_shard(demo):
     before = home.for_shard(0).store_file.stat().st_mtime_ns
     done = run_retention("run", "--shard", "1", "--json", "--as-of", "2026-06-02T00:00:00Z", home=home)
     assert done.returncode in (0, 1), done.stderr
-    assert [shard["shard"] for shard in json.loads(done.stdout)["shards"]] == ["shard-1"]
+    summary = json.loads(done.stdout)
+    assert [shard["shard"] for shard in summary["shards"]] == ["shard-1"]
+    assert not [name for name in summary["checks"] if name.startswith("overall_")], "no whole-home proof of one shard"
     assert home.for_shard(0).store_file.stat().st_mtime_ns == before
 
 

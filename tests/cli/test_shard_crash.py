@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 from compliance.home import Home
@@ -17,6 +15,7 @@ from compliance.shards import shard_of
 from compliance.store import Store
 from support.cli import run_retention as retention
 from support.crm import AS_OF, write_request, write_snapshot
+from support.processes import sigkill_once_marked
 
 NEXT_RUN = "2026-01-01T13:00:00Z"
 # bob@example.com is the email of c-2 (loc-a) and, padded and upper-cased, of c-3 (loc-b) in support.crm.
@@ -90,18 +89,7 @@ def kill_inside_shard_1_delete(home: Home, tmp_path: Path) -> None:
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env={key: value for key, value in os.environ.items()
                                   if key not in ("RETENTION_HOME", "DAGSTER_HOME")})
-    try:
-        deadline = time.monotonic() + 300
-        while not marker.exists():
-            if child.poll() is not None:
-                raise AssertionError(f"the child ended before its delete (exit {child.returncode}): "
-                                     f"{child.communicate()[1][-2000:]}")
-            assert time.monotonic() < deadline, "the child never reached its delete"
-            time.sleep(0.05)
-    finally:
-        os.kill(child.pid, signal.SIGKILL)
-        child.communicate(timeout=60)
-    assert child.returncode == -signal.SIGKILL
+    sigkill_once_marked(child, marker, timeout=300, moment="its delete")
 
 
 def test_the_subjects_contacts_lie_in_two_different_shards_of_the_two():

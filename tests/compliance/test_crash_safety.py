@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ from compliance.clock import parse_as_of
 from compliance.invariants import check_invariants
 from compliance.settings import load_settings
 from support.crm import run_deletion, write_request, write_snapshot
+from support.processes import sigkill_once_marked
 
 LINKED = ("conversations", "notes", "tasks", "activities", "campaign_enrollments", "workflow_enrollments",
           "list_memberships")
@@ -73,18 +71,7 @@ def kill_inside_apply(home, tmp_path: Path, hook: str, block_at: int) -> None:
     script.write_text(CHILD)
     child = subprocess.Popen([sys.executable, str(script), str(home.root), str(marker), hook, str(block_at)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            if child.poll() is not None:
-                raise AssertionError(f"the child ended before the hook (exit {child.returncode}): "
-                                     f"{child.communicate()[1]}")
-            assert time.monotonic() < deadline, "the child never reached apply"
-            time.sleep(0.02)
-    finally:
-        os.kill(child.pid, signal.SIGKILL)
-        child.communicate(timeout=30)
-    assert child.returncode == -signal.SIGKILL
+    sigkill_once_marked(child, marker, timeout=60, moment="the hook")
 
 
 def linked(con, contact_id: str) -> dict[str, int]:

@@ -16,7 +16,7 @@ from compliance.settings import load_settings
 from compliance.shards import (check_shard_layout, set_shard_count, shard_home, shard_homes, shard_of, shard_of_sql,
                                stores_found)
 from compliance.store import Store
-from tests.support.crm import base_tables, write_request, write_snapshot
+from support.crm import base_tables, write_request, write_snapshot
 
 AS_OF = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
 # Pinned: a location's shard may never change between releases (its contacts would be in the wrong store).

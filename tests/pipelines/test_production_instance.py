@@ -226,19 +226,7 @@ def test_the_default_sqlite_instance_runs_the_two_shard_runs_of_a_home_one_after
                                 as_of=datetime(2026, 1, 1, tzinfo=timezone.utc), fmt="parquet", locations=6)
     as_of = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
     run_ids = [launch_job(home.for_shard(k), "compliance_job", as_of=as_of) for k in range(2)]
-
-    def read_runs() -> dict[str, tuple]:
-        with instance_for(home) as instance:
-            records = {run_id: instance.get_run_record_by_id(run_id) for run_id in run_ids}
-        return {run_id: (record.dagster_run.status.value, record.start_time, record.end_time)
-                for run_id, record in records.items()}
-
-    assert {status for status, _, _ in read_runs().values()} == {"QUEUED"}
-    _drain_queue(home, read_runs)
-    runs = read_runs()
-    assert [runs[run_id][0] for run_id in run_ids] == ["SUCCESS", "SUCCESS"]
-    (_, start_a, end_a), (_, start_b, end_b) = sorted(runs.values(), key=lambda run: run[1])
-    assert end_a <= start_b, "concurrency 1: the second shard run starts after the first ended"
+    _runs_one_after_the_other_on_sqlite(home, run_ids)
     _shard_stores_hold_their_own_contacts(home, 2)
 
 
@@ -249,6 +237,11 @@ def test_the_default_sqlite_instance_runs_two_queued_runs_of_a_home_one_after_th
                                 as_of=datetime(2026, 1, 1, tzinfo=timezone.utc), fmt="parquet")
     as_of = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
     run_ids = [launch_job(home, "compliance_job", as_of=as_of) for _ in range(2)]
+    _runs_one_after_the_other_on_sqlite(home, run_ids)
+
+
+def _runs_one_after_the_other_on_sqlite(home: Home, run_ids: list[str]) -> None:
+    """The queued runs, drained by a daemon on the home's SQLite instance (concurrency 1), succeed without overlap."""
 
     def read_runs() -> dict[str, tuple]:
         with instance_for(home) as instance:
