@@ -49,10 +49,11 @@ rules:
 """
 # An example runs two homes through the commands (two runs and a restore each, the four-shard home's a Dagster run
 # per shard): about three minutes on a loaded two-core machine, so the suite runs one example, the same every time;
-# RETENTION_EQUIVALENCE=long draws ten new ones.
-LONG = os.environ.get("RETENTION_EQUIVALENCE") == "long"
-PROFILE = settings(max_examples=10 if LONG else 1, deadline=None, derandomize=not LONG, database=None,
-                   suppress_health_check=list(HealthCheck))
+# RETENTION_EQUIVALENCE=long draws ten new ones, RETENTION_EQUIVALENCE=N draws N.
+_CHOSEN = os.environ.get("RETENTION_EQUIVALENCE", "")
+LONG = _CHOSEN == "long" or _CHOSEN.isdigit()
+PROFILE = settings(max_examples=int(_CHOSEN) if _CHOSEN.isdigit() else 10 if LONG else 1, deadline=None,
+                   derandomize=not LONG, database=None, suppress_health_check=list(HealthCheck))
 
 
 @dataclass(frozen=True)
