@@ -34,8 +34,8 @@ def document(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_the_document_has_a_row_per_shard_count_on_the_sqlite_instance(document: dict) -> None:
     assert [row["shards"] for row in document["rows"]] == [1, 2]
     assert document["instance"]["kind"] == "sqlite" and "SQLite fallback" in document["instance"]["note"]
-    assert document["params"] == {"contacts": CONTACTS, "locations": 20, "seed": 7, "concurrency": 2,
-                                  "shards": [1, 2], "as_of": "2026-03-02T02:00:00+00:00"}
+    assert document["params"] == {"contacts": CONTACTS, "locations": 20, "seed": 7, "duckdb_threads": None,
+                                  "concurrency": 2, "shards": [1, 2], "as_of": "2026-03-02T02:00:00+00:00"}
 
 
 def test_each_shard_count_ran_one_successful_run_per_shard(document: dict) -> None:

@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 from compliance import demo_data
 from compliance.clock import parse_as_of
@@ -53,8 +53,10 @@ rules:
 # RETENTION_EQUIVALENCE=long draws ten new ones, RETENTION_EQUIVALENCE=N draws N.
 _CHOSEN = os.environ.get("RETENTION_EQUIVALENCE", "")
 LONG = _CHOSEN == "long" or _CHOSEN.isdigit()
+# No shrinking: an example takes minutes, and the failing one is printed as drawn.
 PROFILE = settings(max_examples=int(_CHOSEN) if _CHOSEN.isdigit() else 10 if LONG else 1, deadline=None,
-                   derandomize=not LONG, database=None, suppress_health_check=list(HealthCheck))
+                   derandomize=not LONG, database=None, suppress_health_check=list(HealthCheck),
+                   phases=[Phase.explicit, Phase.reuse, Phase.generate])
 
 
 @dataclass(frozen=True)
