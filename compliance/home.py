@@ -401,6 +401,8 @@ class Home:
 
 
 SHARD_PREFIX = "shard-"
+# A shard's folder (and Dagster partition key): shard-<k>.
+SHARD_FOLDER = re.compile(rf"^{SHARD_PREFIX}(\d+)$")
 
 
 def store_tags(home: Home) -> dict[str, str]:

@@ -25,7 +25,7 @@ from compliance.home import Home
 from compliance.keys import KeyedHasher
 from compliance.records import SHARD_BULK_ACTIONS
 from compliance.shards import shard_homes
-from compliance.sql import quote_identifier
+from compliance.sql import quote_identifier, sql_string
 from compliance.staff import register_scope
 from compliance.store import Store, configure
 from compliance.vocabulary import RequestStatus
@@ -62,7 +62,7 @@ def whole_home(home: Home, *, memory_limit: str | None = None) -> Iterator[duckd
             KeyedHasher(home.secret()).register(con)
         register_scope(con)
         for k, store in enumerate(stores):
-            con.execute(f"ATTACH {_literal(str(store.path))} AS {shard_catalog(k)} (READ_ONLY)")
+            con.execute(f"ATTACH {sql_string(str(store.path))} AS {shard_catalog(k)} (READ_ONLY)")
         _combine(con, len(stores))
         yield con
     finally:
@@ -72,10 +72,6 @@ def whole_home(home: Home, *, memory_limit: str | None = None) -> Iterator[duckd
 def shard_catalog(k: int) -> str:
     """The name whole_home attaches shard k's store under (a home of several shards)."""
     return f"shard_{k}"
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _combine(con: duckdb.DuckDBPyConnection, shards: int) -> None:

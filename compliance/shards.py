@@ -15,14 +15,13 @@ from pathlib import Path
 import duckdb
 
 from compliance.errors import InputError
-from compliance.home import SHARD_PREFIX, Home, shard_name
+from compliance.home import SHARD_FOLDER, Home, shard_name
 from compliance.settings import MAX_SHARDS, load_settings
 
 # The first 8 bytes of the sha256 of the location id, big-endian, modulo the shard count: the same in Python and in
 # DuckDB (SHARD_OF_SQL), in every process and version (never Python's salted hash()). A missing location is ''.
 SHARD_OF_SQL = "CAST('0x' || left(sha256(coalesce({column}, '')), 16) AS UBIGINT) % {shards}"
 _SHARDS_LINE = re.compile(r"^shards:.*$", re.MULTILINE)
-_SHARD_FOLDER = re.compile(rf"^{SHARD_PREFIX}(\d+)$")
 
 
 def shard_of(location_id: str | None, shards: int) -> int:
@@ -58,7 +57,7 @@ def shard_home(home: Home, partition_key: str | None) -> Home:
     """
     if partition_key is None:
         return home.whole
-    match = _SHARD_FOLDER.match(partition_key)
+    match = SHARD_FOLDER.match(partition_key)
     shards = shard_count(home)
     if match is None or int(match.group(1)) >= shards:
         raise InputError(f"partition {partition_key!r}: this home has {shards} shard(s), shard-0 to "
@@ -75,7 +74,7 @@ def stores_found(home: Home) -> dict[str, Path]:
     store_root = home.root / "store"
     if store_root.is_dir():
         for folder in sorted(store_root.iterdir()):
-            if _SHARD_FOLDER.match(folder.name) and (folder / "retention.duckdb").exists():
+            if SHARD_FOLDER.match(folder.name) and (folder / "retention.duckdb").exists():
                 found[folder.name] = folder / "retention.duckdb"
     return found
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import sys
 import time
@@ -18,7 +17,7 @@ import duckdb
 
 from compliance.audit import personal_data_kind
 from compliance.errors import InputError
-from compliance.home import SHARD_PREFIX, Home, write_private
+from compliance.home import SHARD_FOLDER, Home, write_private
 from compliance.identifiers import CONTACT_KEYS_SELECT
 from compliance.keys import KeyedHasher
 from compliance.schema import CONTACTS, TABLES, TableSpec
@@ -205,7 +204,7 @@ def home_of(con: duckdb.DuckDBPyConnection) -> Home | None:
         return None
     store_dir = Path(row[0]).resolve().parent
     # <home>/store/retention.duckdb, or <home>/store/shard-<k>/retention.duckdb for a shard's store.
-    match = re.fullmatch(rf"{SHARD_PREFIX}(\d+)", store_dir.name)
+    match = SHARD_FOLDER.match(store_dir.name)
     if match and store_dir.parent.name == "store":
         return Home(store_dir.parent.parent, int(match.group(1)))
     return Home(store_dir.parent)

@@ -54,7 +54,7 @@ RUN_KEY_PREFIX = "request-drop:"
 FILES_TAG = "retention/request_files"
 ATTEMPT_TAG = "retention/attempt"
 _FILES_TAG_LIMIT = 1_000
-_ACTIVE_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+ACTIVE_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
                     dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 _FAILED_STATUSES = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 
@@ -164,7 +164,7 @@ def _files_tag(names: list[str]) -> str:
 
 
 def _active_run(instance: dg.DagsterInstance, now: datetime) -> dg.DagsterRun | None:
-    for record in instance.get_run_records(filters=dg.RunsFilter(statuses=_ACTIVE_STATUSES), limit=20):
+    for record in instance.get_run_records(filters=dg.RunsFilter(statuses=ACTIVE_STATUSES), limit=20):
         created = record.create_timestamp
         if created.tzinfo is None:
             created = created.replace(tzinfo=timezone.utc)

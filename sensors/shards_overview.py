@@ -14,11 +14,10 @@ import dagster as dg
 from compliance.home import HOME_TAG
 from pipelines.jobs import compliance_job, shards_overview_job
 from resources import PARTITION_TAG
+from sensors.request_drop import ACTIVE_STATUSES
 
 SENSOR_NAME = "shards_overview_sensor"
 RUN_KEY_PREFIX = "shards-overview-"
-_ACTIVE_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-                    dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
 
 def evaluate(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReason:
@@ -27,7 +26,7 @@ def evaluate(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReaso
     home = run.tags.get(HOME_TAG)
     if home is None or PARTITION_TAG not in run.tags:
         return dg.SkipReason(f"run {run.run_id} is not the run of a shard")
-    others = context.instance.get_runs(filters=dg.RunsFilter(job_name=compliance_job.name, statuses=_ACTIVE_STATUSES,
+    others = context.instance.get_runs(filters=dg.RunsFilter(job_name=compliance_job.name, statuses=ACTIVE_STATUSES,
                                                              tags={HOME_TAG: home}), limit=1)
     if others:
         return dg.SkipReason(f"waiting for run {others[0].run_id} ({others[0].tags.get(PARTITION_TAG, 'the home')}): "
