@@ -57,8 +57,12 @@ def _as_cluster_owner(command: list[str]) -> list[str]:
     return command
 
 
-def start_cluster() -> tuple[PostgresServer | None, str]:
+def start_cluster(port: int | None = None, label: str = "") -> tuple[PostgresServer | None, str]:
     """Start a cluster, or say why not.
+
+    Args:
+        port: the port to listen on (default: a free one).
+        label: a word in the cluster folder's name (the tests put their xdist worker's name there).
 
     Returns:
         (the server, "") or (None, the reason the tests that need it are skipped).
@@ -69,11 +73,11 @@ def start_cluster() -> tuple[PostgresServer | None, str]:
     if os.geteuid() == 0 and (shutil.which("runuser") is None or _uid(SUPERUSER) is None):
         return None, "running as root without a postgres user (or runuser) to own the cluster"
     # Not under pytest's tmp folder: that is private to this user and the postgres user must reach its cluster.
-    root = Path(tempfile.mkdtemp(prefix="retention-pg-"))
+    root = Path(tempfile.mkdtemp(prefix=f"retention-pg-{label}-" if label else "retention-pg-"))
     data_dir = root / "data"
     if os.geteuid() == 0:
         os.chown(root, _uid(SUPERUSER), -1)
-    port = _free_port()
+    port = port or _free_port()
     steps = [
         [initdb, "-D", str(data_dir), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8", "--no-sync"],
         [pg_ctl, "-D", str(data_dir), "-l", str(root / "server.log"), "-w", "-t", str(START_TIMEOUT_SECONDS),

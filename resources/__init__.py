@@ -40,7 +40,7 @@ class RetentionResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._clock = parse_as_of(self.as_of) if self.as_of else datetime.now(timezone.utc)
         # A run of a home of N shards is a run of one shard: its partition key names the store it writes.
-        run = context.dagster_run
+        run = context.run
         self._home = shard_home(self.paths, run.tags.get(PARTITION_TAG) if run is not None else None)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:

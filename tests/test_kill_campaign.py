@@ -6,6 +6,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "kill_campaign.py"
 
 
@@ -18,6 +20,8 @@ def load_campaign():
     return module
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_three_runs_killed_at_random_moments_each_recover_to_the_uninterrupted_state(tmp_path):
     kill_campaign = load_campaign()
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+# The benchmark as its command runs it, in a process of its own.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 CONTACTS = 10_000
 SUBJECTS = 1_000

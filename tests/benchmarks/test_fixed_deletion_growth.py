@@ -11,6 +11,8 @@ import pytest
 
 from benchmarks import report
 
+# The benchmark as its command runs it, in a process of its own.
+pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 SIZES = (1_000, 2_000)
 FIXED = 20

@@ -13,6 +13,8 @@ import yaml
 from benchmarks.shards import overlapped, sqlite_dagster_yaml
 from compliance.home import STORE_TAG
 
+# The benchmark as its command runs it, in a process of its own.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 CONTACTS = 2_000
 

@@ -80,3 +80,17 @@ def test_request_ids_with_control_characters_are_listed_escaped(ingested, tmp_pa
     assert "\x1b" not in result.stdout and "\r" not in result.stdout and "\u2028" not in result.stdout
     assert "R-1\\x1b[2J\\rOK\\u2028x" in result.stdout
     assert [record["request_id"] for record in json.loads(as_json.stdout)["requests"]] == [hostile]
+
+
+def test_a_bad_highlevel_export_exits_2_through_the_cli(tmp_path):
+    home = tmp_path / "home"
+    assert retention("init", home=home).returncode == 0
+    pages = home / "inbox" / "snapshots" / "s1" / "highlevel" / "contacts"
+    pages.mkdir(parents=True)
+    (pages / "p.jsonl").write_text('{"id": "a", "dateAdded": "2021-07-02T05:18:26Z"}\n'
+                                   '{"id": "b", "dateAdded": "soon"}\n')
+
+    result = retention("run", home=home)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "highlevel/contacts/p.jsonl: line 2: field dateAdded: 'soon'" in result.stdout + result.stderr

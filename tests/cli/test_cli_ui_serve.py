@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from support.cli import run_retention
+from support.ports import free_port
+
+# The supervisor as a process: its signals, its children and its exit code.
+pytestmark = pytest.mark.e2e
+
 START_TIMEOUT = 120
 STOP_LIMIT = 10
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _session_members(session_id: int) -> dict[int, str]:
@@ -48,8 +47,8 @@ def _retention(*args: str) -> list[str]:
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     home = tmp_path / "home"
-    env = {k: v for k, v in os.environ.items() if k not in ("RETENTION_HOME", "DAGSTER_HOME")}
-    subprocess.run(_retention("init", "--home", str(home)), check=True, env=env, capture_output=True, timeout=120)
+    done = run_retention("init", home=home)
+    assert done.returncode == 0, done.stderr
     return home
 
 
@@ -85,7 +84,7 @@ def _kill_session(session_id: int) -> None:
 
 
 def test_sigterm_stops_the_webserver_the_daemon_and_their_code_servers_within_ten_seconds(home):
-    port = _free_port()
+    port = free_port()
     process, log = _start(home, "--port", str(port))
     try:
         _wait_for_webserver(process, port, log)
@@ -106,7 +105,7 @@ def test_sigterm_stops_the_webserver_the_daemon_and_their_code_servers_within_te
 
 
 def test_a_child_that_dies_stops_the_other_and_the_command_exits_1(home):
-    port = _free_port()
+    port = free_port()
     process, log = _start(home, "--port", str(port))
     try:
         _wait_for_webserver(process, port, log)
@@ -124,7 +123,7 @@ def test_a_child_that_dies_stops_the_other_and_the_command_exits_1(home):
 
 
 def test_webserver_only_starts_no_daemon(home):
-    port = _free_port()
+    port = free_port()
     process, log = _start(home, "--port", str(port), "--webserver-only")
     try:
         _wait_for_webserver(process, port, log)

@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 from compliance.demo_data import staff_ids
+from support.cli import run_retention
 
-RETENTION = Path(sys.executable).with_name("retention")
 AS_OF = "2026-11-10T08:00:00Z"
 
 
 def test_a_highlevel_demo_runs_its_requests_and_rule_on_the_api_ids(tmp_path):
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("RETENTION_HOME", "DAGSTER_HOME", "RETENTION_DEBUG")}
     home = tmp_path / "home"
 
-    result = subprocess.run([str(RETENTION), "demo", "--format", "highlevel", "--contacts", "1000", "--as-of", AS_OF,
-                             "--json", "--home", str(home)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=600)
+    result = run_retention("demo", "--format", "highlevel", "--contacts", "1000", "--as-of", AS_OF, "--json",
+                           home=home)
 
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)

@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from compliance.home import Home
 from compliance.shards import shard_of
 from compliance.store import Store
@@ -113,6 +115,7 @@ def test_a_gdpr_erasure_of_an_email_carried_in_two_shards_erases_both_contacts_a
     assert json_of("audit", "verify", home=home)["ok"] is True
 
 
+@pytest.mark.e2e
 def test_a_shard_killed_mid_delete_leaves_the_request_pending_and_the_next_run_applies_it_exactly_once(tmp_path):
     home = two_shard_home(tmp_path / "home")
     first = retention("run", "--shard", "0", "--as-of", AS_OF, "--json", home=home)

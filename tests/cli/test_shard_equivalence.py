@@ -202,6 +202,7 @@ def run_home(root: Path, shards: int, inputs: Inputs, *, key_of: Home | None = N
     return seen
 
 
+@pytest.mark.slow
 @PROFILE
 @given(seed=st.integers(0, 10_000), locations=st.integers(2, 9), contacts=st.integers(16, 40),
        picks=st.randoms(use_true_random=False))

@@ -7,8 +7,6 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
-import sys
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -31,6 +29,7 @@ from compliance.report import write_report
 from compliance.restore import apply_restores, plan_restores
 from compliance.settings import load_rules, load_settings
 from compliance.store import Store
+from support.cli import run_main
 
 START = datetime(2026, 1, 1, 2, 0, tzinfo=timezone.utc)
 DAYS = 365
@@ -174,9 +173,8 @@ def _recomputed_metrics(year: Year) -> dict[tuple[str, str], dict]:
 
 
 def test_the_metrics_command_gives_the_numbers_recomputed_from_the_request_records(year):
-    env = {**os.environ, "RETENTION_HOME": str(year.home.root)}
-    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "metrics", "--year", "2026", "--json"],
-                            capture_output=True, text=True, env=env, timeout=120)
+    result = run_main(["metrics", "--year", "2026", "--json"], cwd=year.home.root.parent,
+                      env={"RETENTION_HOME": str(year.home.root)})
     assert result.returncode == 0, result.stderr
     shown = {(row["kind"], row["regulation"]): row for row in json.loads(result.stdout)["rows"]}
     expected = _recomputed_metrics(year)
@@ -236,6 +234,7 @@ def test_no_email_phone_or_name_of_a_contact_is_in_the_report_or_its_charts(year
     assert [value for value in year.personal_values if any(value.lower() in text for text in texts)] == []
 
 
+@pytest.mark.ui
 def test_the_report_opens_offline_in_headless_chromium_without_a_network_request(year, tmp_path):
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")

@@ -2,9 +2,7 @@
 job, and the token found nowhere under the home or in Dagster's storage afterwards."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -12,6 +10,7 @@ import pytest
 import yaml
 
 from compliance.deletion import ManualSelection
+from support.cli import run_main
 from support.crm import AS_OF, run_deletion, write_snapshot
 from support.highlevel_standin import StandIn, start
 
@@ -36,8 +35,8 @@ def configure(home, state: StandIn, **crm) -> None:
 
 
 def retention(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True,
-                          env=os.environ.copy(), timeout=600)
+    """`retention ARGS` in this process (HIGHLEVEL_TOKEN passes through; --home is among ARGS)."""
+    return run_main(list(args), cwd=Path.cwd())
 
 
 def token_hits(root: Path) -> list[str]:

@@ -16,6 +16,7 @@ from compliance.crm.client import CrmAuthError, open_client
 from compliance.crm.push import RESTORE_IN_CRM, crm_outcomes, push_deletions
 from compliance.deletion import ManualSelection
 from compliance.settings import Crm
+from support.cli import run_retention
 from support.crm import base_tables, run_deletion, write_snapshot
 from support.highlevel_standin import FakeClock, StandIn, make_contact, start
 
@@ -227,8 +228,7 @@ def test_status_shows_each_push_outcome_and_a_restored_pushed_contact_needs_a_cr
     assert crm_outcomes(con, delete_action) == {"hl-0000": "already_gone", "hl-0001": "pushed"}
     assert crm_outcomes(con, restore.bulk_action_id) == {"hl-0001": RESTORE_IN_CRM}
     con.close()
-    shown = subprocess.run([sys.executable, "-m", "pipelines.cli", "status", restore.bulk_action_id,
-                            "--home", str(home.root)], capture_output=True, text=True)
+    shown = run_retention("status", restore.bulk_action_id, home=home)
     assert shown.returncode == 0, shown.stderr
     assert f"hl-0001  restored  CRM: {RESTORE_IN_CRM}" in shown.stdout
 
@@ -248,6 +248,7 @@ push_deletions(Store(home).connect(), crm, lambda: open_client(crm), as_of=datet
 """
 
 
+@pytest.mark.e2e
 def test_a_push_killed_mid_way_then_run_again_deletes_each_contact_once_and_only_after_its_backup(home, con,
                                                                                                      serve):
     delete_all(home, con, 500)

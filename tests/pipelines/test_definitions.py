@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 import compliance
 from compliance.home import DAGSTER_YAML
@@ -60,6 +61,7 @@ def test_compliance_never_imports_dagster():
     assert offenders == []
 
 
+@pytest.mark.e2e
 def test_dagster_validates_the_definitions(tmp_path):
     dagster_home = tmp_path / "dagster"
     dagster_home.mkdir()

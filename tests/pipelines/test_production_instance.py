@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from compliance.store import Store
 from pipelines.runner import instance_for, launch_job
 from pipelines.serve import Child, environment, stop, write_workspace
 from resources import PARTITION_TAG
+from support.cli import run_main
+from support.ports import free_port
 from support.postgres import postgres_server  # noqa: F401 (the session fixture)
 
 AS_OF = "2026-01-01T12:00:00Z"
@@ -35,8 +36,8 @@ needs_dagster_postgres = pytest.mark.skipif(
 
 
 def _retention(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, "RETENTION_DEBUG": ""})
+    """`retention ARGS` in this process (--home is among ARGS)."""
+    return run_main(list(args), cwd=Path.cwd())
 
 
 def _demo_home(root: Path, url: str, contacts: int = 1_000, shards: int = 1) -> Home:
@@ -126,17 +127,14 @@ def test_max_concurrent_runs_without_postgres_is_bad_input_and_creates_nothing(t
 
 @needs_dagster_postgres
 def test_init_refuses_a_server_it_cannot_reach_and_creates_nothing(tmp_path):
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed_port = sock.getsockname()[1]
+    closed_port = free_port()
     done = _retention("init", "--home", str(tmp_path / "home"), "--dagster-storage",
                       f"postgresql://nobody:s3cret@127.0.0.1:{closed_port}/dagster")
     assert done.returncode == 2 and "cannot be opened" in done.stderr and "s3cret" not in done.stderr
     assert not (tmp_path / "home").exists()
 
 
+@pytest.mark.postgres
 @needs_dagster_postgres
 def test_init_refuses_to_replace_an_edited_instance_file(tmp_path, postgres_server):
     url = postgres_server.create_database("edited_instance")
@@ -148,6 +146,7 @@ def test_init_refuses_to_replace_an_edited_instance_file(tmp_path, postgres_serv
     assert (home.dagster_home / "dagster.yaml").read_text().endswith("# mine\n")
 
 
+@pytest.mark.postgres
 @needs_dagster_postgres
 def test_a_run_on_a_postgres_instance_is_recorded_in_its_runs_table(tmp_path, postgres_server):
     url = postgres_server.create_database("one_run")
@@ -162,6 +161,8 @@ def test_a_run_on_a_postgres_instance_is_recorded_in_its_runs_table(tmp_path, po
     assert not list(home.dagster_home.glob("**/*.db")), "nothing of the run may land in SQLite files"
 
 
+@pytest.mark.e2e
+@pytest.mark.postgres
 @needs_dagster_postgres
 def test_two_homes_queued_at_concurrency_two_run_at_the_same_time(tmp_path, postgres_server):
     """Two homes, not two runs of one home: a home's DuckDB store has one writer, and the queue's tag limit keeps
@@ -197,6 +198,8 @@ def _shard_stores_hold_their_own_contacts(home: Home, shards: int) -> None:
         assert expected and held == expected, f"shard-{k} holds exactly the contacts of its locations"
 
 
+@pytest.mark.e2e
+@pytest.mark.postgres
 @needs_dagster_postgres
 def test_two_shard_runs_of_one_home_overlap_in_time_through_the_run_queue(tmp_path, postgres_server):
     """Two shards of one home, not two homes: each shard is its own store, so the queue's per-store limit lets
@@ -218,6 +221,7 @@ def test_two_shard_runs_of_one_home_overlap_in_time_through_the_run_queue(tmp_pa
     _shard_stores_hold_their_own_contacts(home, 2)
 
 
+@pytest.mark.e2e
 def test_the_default_sqlite_instance_runs_the_two_shard_runs_of_a_home_one_after_the_other(tmp_path):
     done = _retention("init", "--home", str(tmp_path / "home"), "--shards", "2")
     assert done.returncode == 0, done.stderr
@@ -230,6 +234,7 @@ def test_the_default_sqlite_instance_runs_the_two_shard_runs_of_a_home_one_after
     _shard_stores_hold_their_own_contacts(home, 2)
 
 
+@pytest.mark.e2e
 def test_the_default_sqlite_instance_runs_two_queued_runs_of_a_home_one_after_the_other(tmp_path):
     home = Home.resolve(tmp_path / "home")
     home.init()

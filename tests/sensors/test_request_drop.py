@@ -238,15 +238,24 @@ def test_the_interval_is_30_seconds_by_default_and_follows_the_setting(tmp_path,
     home.settings_file.write_text("request_sensor_interval_seconds: 5\n")
     assert sensor_interval_seconds(home) == 5
     assert build_request_drop_sensor(5).minimum_interval_seconds == 5
+    home.settings_file.write_text("request_sensor_interval_seconds: 0\n")
+    with pytest.warns(UserWarning, match="request_sensor_interval_seconds"):
+        assert sensor_interval_seconds(home) == 30
+
+
+@pytest.mark.e2e
+def test_a_process_loading_the_definitions_reads_the_interval_from_the_homes_settings(tmp_path):
+    home = Home(tmp_path / "home")
+    home.init()
+    home.settings_file.write_text("request_sensor_interval_seconds: 5\n")
     env = {**os.environ, "RETENTION_HOME": str(home.root), "DAGSTER_HOME": str(home.dagster_home)}
+
     loaded = subprocess.run(
         [sys.executable, "-c", "from pipelines.definitions import defs; s = defs.resolve_sensor_def("
          "'request_drop_sensor'); print(s.minimum_interval_seconds, s.default_status.value, s.job_name)"],
         env=env, capture_output=True, text=True, timeout=120)
+
     assert loaded.stdout.split() == ["5", "RUNNING", "request_job"], loaded.stderr
-    home.settings_file.write_text("request_sensor_interval_seconds: 0\n")
-    with pytest.warns(UserWarning, match="request_sensor_interval_seconds"):
-        assert sensor_interval_seconds(home) == 30
 
 
 @pytest.mark.parametrize("regulation, received, due", [

@@ -6,9 +6,7 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -17,8 +15,10 @@ from typing import Any, Iterator
 import pytest
 
 from compliance.invariants import INVARIANTS
+from support.cli import RETENTION, run_retention
+from support.ports import free_port
 
-pytestmark = pytest.mark.ui
+pytestmark = [pytest.mark.ui, pytest.mark.e2e]
 
 AS_OF = "2026-11-28T00:00:00Z"
 START_TIMEOUT = 90
@@ -49,12 +49,6 @@ def chromium() -> str:
     except ImportError:
         _unavailable("the playwright package is not installed (pip install -e '.[dev]')")
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _get(url: str, timeout: float = 5) -> bytes:
@@ -110,14 +104,13 @@ def ui(chromium, tmp_path_factory) -> Iterator[Ui]:
     """`retention demo` on 2,000 contacts, then `retention ui` on that home, as a user starts it."""
     folder = tmp_path_factory.mktemp("ui")
     home = folder / "home"
-    retention = str(Path(sys.executable).with_name("retention"))
+    retention = str(RETENTION)
     env = {key: value for key, value in os.environ.items() if key not in ("RETENTION_HOME", "DAGSTER_HOME")}
-    demo = subprocess.run([retention, "demo", "--home", str(home), "--contacts", "2000", "--as-of", AS_OF, "--json"],
-                          cwd=folder, env=env, capture_output=True, text=True, timeout=240)
+    demo = run_retention("demo", "--contacts", "2000", "--as-of", AS_OF, "--json", home=home, cwd=folder)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     run_id = json.loads(demo.stdout)["run_id"]
 
-    port = _free_port()
+    port = free_port()
     log = folder / "ui.log"
     with log.open("w") as output:
         process = subprocess.Popen([retention, "ui", "--home", str(home), "--port", str(port)], cwd=folder, env=env,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -17,6 +15,7 @@ from compliance.shard_invariants import (CONTACTS_IN_ONE_SHARD, CONTACTS_IN_THEI
                                          REQUEST_FILES_IN_EVERY_SHARD, SHARDS_PROVEN, check_shard_invariants)
 from compliance.shards import shard_of
 from compliance.store import Store
+from support.cli import run_retention
 
 AS_OF = "2026-01-01T12:00:00Z"
 
@@ -25,9 +24,8 @@ AS_OF = "2026-01-01T12:00:00Z"
 def sharded_template(tmp_path_factory) -> Home:
     """A demo home of two shards (four locations, sample requests) after one `retention run` of every shard."""
     root = tmp_path_factory.mktemp("sharded") / "home"
-    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "demo", "--home", str(root), "--contacts", "1000",
-                           "--locations", "4", "--shards", "2", "--as-of", AS_OF, "--json"],
-                          capture_output=True, text=True, env={**os.environ, "RETENTION_DEBUG": ""})
+    done = run_retention("demo", "--contacts", "1000", "--locations", "4", "--shards", "2", "--as-of", AS_OF, "--json",
+                         home=root)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert [name for name in summary["checks"] if name.startswith("overall_")] == [

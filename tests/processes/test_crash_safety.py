@@ -17,6 +17,8 @@ from compliance.settings import load_settings
 from support.crm import run_deletion, write_request, write_snapshot
 from support.processes import sigkill_once_marked
 
+pytestmark = pytest.mark.e2e
+
 LINKED = ("conversations", "notes", "tasks", "activities", "campaign_enrollments", "workflow_enrollments",
           "list_memberships")
 # Linked rows of the two subjects in the snapshot of support.crm, counted by hand.
