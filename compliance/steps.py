@@ -62,6 +62,8 @@ class RunContext:
     compact: Callable[[], int] | None = None
     # `retention run --accept-shrink`: the ingest may load a snapshot that drops more contacts than settings allow.
     accept_shrink: bool = False
+    # The rules read once when the run started; None: read rules.yaml once, on first use.
+    loaded_rules: Rules | None = None
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -76,6 +78,11 @@ class RunContext:
         return anchored_log(self.con, self.home)
 
     def rules(self) -> Rules:
+        """The run's rules, the same for every step of the run."""
+        return self.loaded_rules if self.loaded_rules is not None else self._rules_file
+
+    @cached_property
+    def _rules_file(self) -> Rules:
         return load_rules(self.home.rules_file)
 
 
@@ -117,7 +124,7 @@ def ingest(ctx: RunContext) -> IngestResult:
     """Check the audit log against its anchor, then load the snapshots waiting in inbox/snapshots, each once."""
     verify_before_writing(ctx.con, ctx.home)
     return ingest_snapshots(ctx.con, ctx.home, as_of=ctx.as_of, progress=ctx.progress,
-                            accept_shrink=ctx.accept_shrink)
+                            accept_shrink=ctx.accept_shrink, settings=ctx.settings)
 
 
 @dataclass(frozen=True)
