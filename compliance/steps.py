@@ -15,9 +15,9 @@ from typing import Any, Callable
 
 import duckdb
 
-from compliance.audit import AuditLog
-from compliance.audit_anchor import anchored_log, verify_before_writing
-from compliance.backup import BackupManifest
+from compliance.evidence.audit import AuditLog
+from compliance.evidence.anchor import anchored_log, verify_before_writing
+from compliance.store.backup import BackupManifest
 from compliance.deletion import (AppliedAction, ManualSelection, Plan, apply_deletions, back_up, build_plan,
                                  planned_backups)
 from compliance.deletion import verify_planned_backups as deletion_backups_problems
@@ -25,17 +25,17 @@ from compliance.crm.client import open_client
 from compliance.crm.pull import PullResult, pull_snapshot
 from compliance.crm.push import PushResult, push_deletions
 from compliance.home import Home
-from compliance.ingest import IngestResult, ingest_snapshots
-from compliance.intake import IntakeResult, prune_request_records, settle_request_files, take_requests
+from compliance.snapshots.ingest import IngestResult, ingest_snapshots
+from compliance.requests.intake import IntakeResult, prune_request_records, settle_request_files, take_requests
 from compliance.invariants import InvariantSummary, check_invariants
-from compliance.keys import KeyedHasher
+from compliance.store.keys import KeyedHasher
 from compliance.progress import count
 from compliance.purge import PLAN_TABLES, RESTORE_PLAN_TABLES, PurgeResult, forget_plans, purge
-from compliance.records import audit_new_records
-from compliance.report import Report, load_invariants, run_folder, save_invariants, write_report
+from compliance.requests.records import audit_new_records
+from compliance.evidence.report import Report, load_invariants, run_folder, save_invariants, write_report
 from compliance.restore import ManualRestore, RestoreAction, apply_restores, plan_restores
 from compliance.rules import bind_clock, predicate
-from compliance.selections import drop_abandoned_selections
+from compliance.deletion.selections import drop_abandoned_selections
 from compliance.settings import Rules, Settings, load_rules
 
 DATA_DOCS_FOLDER = "data_docs"
@@ -62,6 +62,8 @@ class RunContext:
     compact: Callable[[], int] | None = None
     # `retention run --accept-shrink`: the ingest may load a snapshot that drops more contacts than settings allow.
     accept_shrink: bool = False
+    # The rules read once when the run started; None: read rules.yaml once, on first use.
+    loaded_rules: Rules | None = None
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -76,6 +78,11 @@ class RunContext:
         return anchored_log(self.con, self.home)
 
     def rules(self) -> Rules:
+        """The run's rules, the same for every step of the run."""
+        return self.loaded_rules if self.loaded_rules is not None else self._rules_file
+
+    @cached_property
+    def _rules_file(self) -> Rules:
         return load_rules(self.home.rules_file)
 
 
@@ -117,7 +124,7 @@ def ingest(ctx: RunContext) -> IngestResult:
     """Check the audit log against its anchor, then load the snapshots waiting in inbox/snapshots, each once."""
     verify_before_writing(ctx.con, ctx.home)
     return ingest_snapshots(ctx.con, ctx.home, as_of=ctx.as_of, progress=ctx.progress,
-                            accept_shrink=ctx.accept_shrink)
+                            accept_shrink=ctx.accept_shrink, settings=ctx.settings)
 
 
 @dataclass(frozen=True)

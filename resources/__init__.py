@@ -15,10 +15,10 @@ from pydantic import PrivateAttr
 from compliance.clock import parse_as_of
 from compliance.home import Home
 from compliance.purge import compact_store
-from compliance.settings import Settings, load_settings
-from compliance.shards import shard_home
+from compliance.settings import Rules, Settings, load_rules, load_settings
+from compliance.shards.placement import shard_home
 from compliance.steps import RunContext
-from compliance.store import Store
+from compliance.store.connection import Store
 
 # The run tag Dagster gives a run of one partition (here: one shard).
 PARTITION_TAG = "dagster/partition"
@@ -36,12 +36,17 @@ class RetentionResource(dg.ConfigurableResource):
     _clock: datetime = PrivateAttr()
     _con: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
     _home: Home | None = PrivateAttr(default=None)
+    _settings: Settings | None = PrivateAttr(default=None)
+    _rules: Rules | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._clock = parse_as_of(self.as_of) if self.as_of else datetime.now(timezone.utc)
         # A run of a home of N shards is a run of one shard: its partition key names the store it writes.
         run = context.run
         self._home = shard_home(self.paths, run.tags.get(PARTITION_TAG) if run is not None else None)
+        # Read once: every step of the run decides with the same settings and rules, even if the files change.
+        self._settings = load_settings(self.paths.settings_file)
+        self._rules = load_rules(self.paths.rules_file)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._con is not None:
@@ -63,7 +68,8 @@ class RetentionResource(dg.ConfigurableResource):
         return self._clock
 
     def settings(self) -> Settings:
-        return load_settings(self.paths.settings_file)
+        """The run's settings, read once when the run started (the sensor and schedule read the file each tick)."""
+        return self._settings if self._settings is not None else load_settings(self.paths.settings_file)
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """The run's store connection, opened once and shared by its assets (the job runs in one process)."""
@@ -88,4 +94,4 @@ class RetentionResource(dg.ConfigurableResource):
         """What the domain's steps need from this run: the store, the home, settings, clock, run id, progress."""
         return RunContext(connect=self.connect, home=self.run_home, settings=self.settings(), as_of=self.clock,
                           run_id=context.op_execution_context.run_id, progress=self.progress(context),
-                          compact=self.compact, accept_shrink=self.accept_shrink)
+                          compact=self.compact, accept_shrink=self.accept_shrink, loaded_rules=self._rules)

@@ -17,7 +17,7 @@ import duckdb
 
 from compliance.crm.client import CrmAuthError, CrmError, HighLevelClient
 from compliance.settings import Crm
-from compliance.store import transaction
+from compliance.store.connection import transaction
 
 
 class PushState(StrEnum):

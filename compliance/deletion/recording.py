@@ -8,7 +8,7 @@ import duckdb
 
 from compliance.bulk_actions import BulkAction, record_bulk_action, record_items
 from compliance.deletion.planning import PlanSource
-from compliance.intake import REQUEST_SOURCE_PREFIX
+from compliance.requests.intake import REQUEST_SOURCE_PREFIX
 from compliance.vocabulary import BulkActionKind, BulkActionStatus, Outcome, RequestStatus, SourceKind
 
 

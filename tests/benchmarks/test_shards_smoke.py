@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from benchmarks.shards import overlapped, sqlite_dagster_yaml
-from compliance.home import STORE_TAG
+from resources.tags import STORE_TAG
 
 # The benchmark as its command runs it, in a process of its own.
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

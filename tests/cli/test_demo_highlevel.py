@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from compliance.demo_data import staff_ids
+from demo_crm.generator import staff_ids
 from support.cli import run_retention
 
 AS_OF = "2026-11-10T08:00:00Z"

@@ -38,3 +38,31 @@ def test_registering_a_second_step_for_a_job_step_is_refused():
     else:
         raise AssertionError("a second step for crm_snapshots was registered")
     assert [s.job_step for s in steps.DAILY_RUN].count("crm_snapshots") == 1
+
+
+def test_a_run_keeps_the_settings_and_rules_it_started_with_when_the_files_change_between_two_steps(home, monkeypatch):
+    write_snapshot(home.snapshots_inbox / "s1")
+    home.settings_file.write_text("restore_window_days: 45\n")
+    seen: dict[str, object] = {}
+    original_ingest, original_plan = steps.ingest, steps.plan_deletions
+
+    def ingest_then_edit_the_files(ctx):
+        result = original_ingest(ctx)
+        home.settings_file.write_text("restore_window_days: 7\n")
+        home.rules_file.write_text("rules:\n  - name: everyone-unsubscribed\n    status: published\n    owner: u-admin-1\n"
+                                   "    trigger: {tags_any: [Unsubscribed]}\n    action: delete_contact\n")
+        return result
+
+    def plan_and_record(ctx, **options):
+        seen["window"], seen["rules"] = ctx.settings.restore_window_days, [rule.name for rule in ctx.rules().rules]
+        return original_plan(ctx, **options)
+
+    monkeypatch.setattr(steps, "ingest", ingest_then_edit_the_files)
+    monkeypatch.setattr(steps, "plan_deletions", plan_and_record)
+    run_config = {"resources": {"retention": {"config": {"home": str(home.root), "as_of": AS_OF}}}}
+
+    result = defs.resolve_job_def("compliance_job").execute_in_process(
+        run_config=run_config, instance=dg.DagsterInstance.ephemeral())
+
+    assert result.success
+    assert seen == {"window": 45, "rules": []}

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-import compliance.store as store_module
-from compliance.store import LOCK_INFO, Store, StoreBusy
+import compliance.store.connection as store_module
+from compliance.store.connection import LOCK_INFO, Store, StoreBusy
 from support.cli import run_retention
 
 pytestmark = pytest.mark.e2e
@@ -22,7 +22,7 @@ HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from compliance.home import Home
-    from compliance.store import Store
+    from compliance.store.connection import Store
 
     con = Store(Home(Path(sys.argv[1]))).connect()
     Path(sys.argv[2]).write_text("holding")

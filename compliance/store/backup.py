@@ -17,7 +17,7 @@ import duckdb
 
 from compliance.clock import utc_iso
 from compliance.errors import first_line
-from compliance.files import fsync_path
+from compliance.store.files import fsync_path
 
 MANIFEST = "manifest.json"
 FORMATS = ("csv", "parquet")

@@ -12,18 +12,18 @@ from pathlib import Path
 
 import duckdb
 
-from compliance import highlevel  # noqa: F401  (registers the HighLevel snapshot format)
+from compliance.snapshots import highlevel  # noqa: F401  (registers the HighLevel snapshot format)
 from compliance import identifiers
 from compliance.errors import InputError
 from compliance.home import Home
-from compliance.keys import KeyedHasher
-from compliance.schema import ALLOWED_VALUES, CONTACT_LINKED, CONTACTS
-from compliance.settings import load_settings
-from compliance.shards import shard_count, shard_of_sql
-from compliance.snapshot_formats import FIELD_LIMIT_BYTES, Source, format_of, refuse_odd_file, unreadable
+from compliance.store.keys import KeyedHasher
+from compliance.store.schema import ALLOWED_VALUES, CONTACT_LINKED, CONTACTS
+from compliance.settings import Settings, load_settings
+from compliance.shards.placement import shard_count, shard_of_sql
+from compliance.snapshots.formats import FIELD_LIMIT_BYTES, Source, format_of, refuse_odd_file, unreadable
 from compliance.progress import Progress, count
-from compliance.sql import quote_identifier
-from compliance.store import transaction
+from compliance.store.sql import quote_identifier
+from compliance.store.connection import transaction
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def snapshot_hash(folder: Path) -> str:
 
 def ingest_snapshots(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datetime,
                      progress: Progress = lambda message: None, default_region: str | None = None,
-                     accept_shrink: bool = False) -> IngestResult:
+                     accept_shrink: bool = False, settings: Settings | None = None) -> IngestResult:
     """Load every snapshot folder not yet ingested, in name order, each in its own transaction.
 
     All pending snapshots are validated before the first is applied, so bad input changes nothing. A snapshot whose
@@ -77,6 +77,7 @@ def ingest_snapshots(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datet
         progress: called with a line per long step, and with what a snapshot did not provide.
         default_region: the region of phones written without a country code (default: settings.yaml's).
         accept_shrink: load a snapshot however many contacts it drops (`retention run --accept-shrink`).
+        settings: the run's settings (default: read settings.yaml).
 
     Returns:
         The snapshots ingested and those passed over.
@@ -85,7 +86,7 @@ def ingest_snapshots(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datet
         InputError: naming the snapshot, table, column and row of the first problem.
     """
     result = IngestResult()
-    settings = load_settings(home.settings_file)
+    settings = settings or load_settings(home.settings_file)
     region = default_region or settings.default_region
     identifiers.register(con, region)
     seen = dict(con.execute("SELECT snapshot_id, content_hash FROM snapshots").fetchall())
