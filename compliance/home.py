@@ -70,6 +70,10 @@ shards: 1
 # OS users and the staff ids (user_id or email) each may act as with --as-user; unset: anyone may act as anyone.
 # operators:
 #   dana: [u-admin-1]
+
+# Each run rewrites Great Expectations' Data Docs site, reports/data_docs/index.html (static HTML of the validation).
+# false skips it: the run's invariants.json and report still hold every verdict.
+# data_docs: true
 """
 
 DEFAULT_RULES_YAML = """\

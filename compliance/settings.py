@@ -94,6 +94,8 @@ class Settings(_Strict):
     shards: int = Field(1, ge=1, le=MAX_SHARDS)
     # DuckDB's threads in each run's process; unset: every core. Shards run side by side on one machine share it.
     threads: int | None = Field(None, ge=1)
+    # Write Great Expectations' Data Docs site (reports/data_docs) each run; the verdicts are in the report either way.
+    data_docs: bool = True
 
     @model_validator(mode="before")
     @classmethod

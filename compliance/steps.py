@@ -274,8 +274,9 @@ def purge_expired(ctx: RunContext) -> Purged:
 @step("retention_invariants")
 def prove(ctx: RunContext, only: list[str] | None = None) -> InvariantSummary:
     """Judge the registered retention invariants (or `only` these) with Great Expectations, and keep the result."""
+    docs_dir = ctx.home.reports_dir / DATA_DOCS_FOLDER if ctx.settings.data_docs else None
     summary = check_invariants(ctx.con, secret=ctx.home.secret(), settings=ctx.settings, as_of=ctx.as_of,
-                               docs_dir=ctx.home.reports_dir / DATA_DOCS_FOLDER, only=only)
+                               docs_dir=docs_dir, only=only)
     save_invariants(summary, run_folder(ctx.home, run_id=ctx.run_id, as_of=ctx.as_of))
     return summary
 

@@ -90,8 +90,23 @@ def erased(tmp_path_factory) -> tuple[Home, dg.ExecuteInProcessResult, dg.Dagste
     """One good compliance run that erased c-4, shared by the tests that only read what it left."""
     home = Home(tmp_path_factory.mktemp("proof") / "home")
     home.init()
+    # The tests below read the Data Docs site (tests/conftest.py turns it off for every home that does not ask).
+    home.settings_file.write_text("data_docs: true\n")
     instance = dg.DagsterInstance.ephemeral()
     return home, erase_c4(home, instance), instance
+
+
+def test_a_run_with_data_docs_false_writes_no_data_docs_site_and_its_report_names_none(tmp_path):
+    home = Home(tmp_path / "home")
+    home.init()
+    home.settings_file.write_text("data_docs: false\n")
+
+    result = erase_c4(home)
+
+    assert all(evaluation.passed for evaluation in evaluations(result).values())
+    assert not (home.reports_dir / DATA_DOCS_FOLDER).exists()
+    report = run_folder(home, run_id=result.run_id, as_of=DELETED_AT) / "report.md"
+    assert "Invariants: 9 of 9 passed." in report.read_text() and "Data Docs" not in report.read_text()
 
 
 def test_a_good_run_passes_the_nine_invariants_and_the_blocking_backup_check(erased):
