@@ -37,7 +37,6 @@ from compliance.requests.parsing import odd_file, pending_request_files
 from compliance.settings import Settings, load_settings
 from compliance.shards.placement import shard_home
 from compliance.store.keys import KeyedHasher
-from pipelines.jobs import request_job
 from resources import RetentionResource
 from resources.tags import store_tags
 
@@ -244,19 +243,21 @@ def evaluate(context: dg.SensorEvaluationContext, retention: RetentionResource,
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
 
 
-def build_request_drop_sensor(minimum_interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
+def build_request_drop_sensor(job: dg.UnresolvedAssetJobDefinition,
+                              minimum_interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
                               partitions: dg.StaticPartitionsDefinition | None = None) -> dg.SensorDefinition:
     """The sensor, looking at most every `minimum_interval_seconds`; running by default under the daemon.
 
     Args:
+        job: the job each batch of request files launches (request_job).
         minimum_interval_seconds: the least time between two ticks.
         partitions: the home's shards (one run per shard for each batch), or None for a home of one shard.
 
     Returns:
-        The sensor definition named SENSOR_NAME, targeting request_job.
+        The sensor definition named SENSOR_NAME, targeting `job`.
     """
 
-    @dg.sensor(name=SENSOR_NAME, job=request_job, minimum_interval_seconds=minimum_interval_seconds,
+    @dg.sensor(name=SENSOR_NAME, job=job, minimum_interval_seconds=minimum_interval_seconds,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Request files dropped in inbox/requests, taken by one request_job run per tick "
                            "(the store has one writer); each file once per content.")

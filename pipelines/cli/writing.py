@@ -1,4 +1,4 @@
-"""The commands that change data (init, demo, run, delete, restore, requests extend, pull); each runs through Dagster."""
+"""The commands that change data (init, demo, run, delete, restore, requests extend, pull), run through Dagster."""
 
 from __future__ import annotations
 
