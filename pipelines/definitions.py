@@ -46,7 +46,7 @@ def build_definitions(home_root: str | None, shards: int) -> dg.Definitions:
     jobs = [compliance_job, manual_delete_job, manual_restore_job, request_job]
     partitions = shard_partitions(shards)
     # The sensor's interval is fixed when the definitions load: restart `retention ui` after changing it.
-    sensors = [build_request_drop_sensor(request_job, sensor_interval_seconds(retention.paths), partitions)]
+    sensors = [build_request_drop_sensor(request_job, sensor_interval_seconds(retention.paths))]
     if partitions is not None:
         assets = [*dg.map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=partitions), assets),
                   shards_overview]
