@@ -20,7 +20,7 @@ from pipelines.jobs import (
 )
 from resources import RetentionResource
 from sensors.request_drop import SENSOR_NAME, build_request_drop_sensor, sensor_interval_seconds
-from sensors.shards_overview import shards_overview_sensor
+from sensors.shards_overview import build_shards_overview_sensor
 
 
 def shard_partitions(shards: int) -> dg.StaticPartitionsDefinition | None:
@@ -46,12 +46,12 @@ def build_definitions(home_root: str | None, shards: int) -> dg.Definitions:
     jobs = [compliance_job, manual_delete_job, manual_restore_job, request_job]
     partitions = shard_partitions(shards)
     # The sensor's interval is fixed when the definitions load: restart `retention ui` after changing it.
-    sensors = [build_request_drop_sensor(sensor_interval_seconds(retention.paths), partitions)]
+    sensors = [build_request_drop_sensor(request_job, sensor_interval_seconds(retention.paths))]
     if partitions is not None:
         assets = [*dg.map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=partitions), assets),
                   shards_overview]
         jobs.append(shards_overview_job)
-        sensors.append(shards_overview_sensor)
+        sensors.append(build_shards_overview_sensor(compliance_job, shards_overview_job))
     return dg.Definitions(
         assets=assets,
         asset_checks=dg.load_asset_checks_from_modules([proof]),

@@ -5,9 +5,8 @@ import dagster as dg
 from assets.deletion import applied_deletions, contact_backups, deletion_plan, request_intake
 from assets.restore import applied_restores
 from assets.shards import SHARDS_OVERVIEW, WHOLE_HOME_TAG
-from compliance.shards.placement import shard_home
 from resources import RetentionResource
-from resources.tags import store_tags
+from resources.lanes import run_lanes
 
 # The assets of the whole home (a home of shards only) run in their own job: a job's assets share one partitioning.
 _WHOLE_HOME_ASSETS = dg.AssetSelection.tag(*WHOLE_HOME_TAG)
@@ -64,10 +63,7 @@ def build_daily_schedule(partitions: dg.StaticPartitionsDefinition | None) -> dg
     def daily_compliance_schedule(context: dg.ScheduleEvaluationContext,
                                   retention: RetentionResource) -> list[dg.RunRequest]:
         day = context.scheduled_execution_time.strftime("%Y-%m-%d") if context.scheduled_execution_time else "now"
-        home = retention.paths
-        if partitions is None:
-            return [dg.RunRequest(run_key=f"daily-{day}", tags=store_tags(home))]
-        return [dg.RunRequest(run_key=f"daily-{day}-{key}", partition_key=key,
-                              tags=store_tags(shard_home(home, key))) for key in partitions.get_partition_keys()]
+        return [dg.RunRequest(run_key=lane.run_key(f"daily-{day}"), partition_key=lane.partition_key, tags=lane.tags)
+                for lane in run_lanes(retention.paths)]
 
     return daily_compliance_schedule

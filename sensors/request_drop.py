@@ -35,11 +35,9 @@ from compliance.home import Home
 from compliance.requests.intake import recorded_name
 from compliance.requests.parsing import odd_file, pending_request_files
 from compliance.settings import Settings, load_settings
-from compliance.shards.placement import shard_home
 from compliance.store.keys import KeyedHasher
-from pipelines.jobs import request_job
 from resources import RetentionResource
-from resources.tags import store_tags
+from resources.lanes import run_lanes
 
 SENSOR_NAME = "request_drop_sensor"
 DEFAULT_INTERVAL_SECONDS: int = Settings.model_fields["request_sensor_interval_seconds"].default
@@ -175,13 +173,11 @@ def _active_run(instance: dg.DagsterInstance, now: datetime) -> dg.DagsterRun | 
 
 
 def _retry(instance: dg.DagsterInstance, last_run: dict[str, Any] | None, current: dict[str, str],
-           shown: dict[str, str], partitions: dg.StaticPartitionsDefinition | None = None,
-           ) -> tuple[dict[str, str], int, str | None]:
+           shown: dict[str, str], home: Home) -> tuple[dict[str, str], int, str | None]:
     """The files of the last run to try again (its run failed), the next attempt number, and a note."""
     if not last_run:
         return {}, 1, None
-    keys = [last_run["run_key"]] if partitions is None else [
-        f"{last_run['run_key']}:{key}" for key in partitions.get_partition_keys()]
+    keys = [lane.run_key(last_run["run_key"], ":") for lane in run_lanes(home)]
     # A batch is tried again when its run failed; in a home of shards, when any shard's run failed (the shards that
     # had applied it find nothing left to do).
     runs = [run for key in keys
@@ -199,8 +195,7 @@ def _retry(instance: dg.DagsterInstance, last_run: dict[str, Any] | None, curren
     return files, last_run["attempt"] + 1, None
 
 
-def evaluate(context: dg.SensorEvaluationContext, retention: RetentionResource,
-             partitions: dg.StaticPartitionsDefinition | None = None) -> dg.SensorResult | dg.SkipReason:
+def evaluate(context: dg.SensorEvaluationContext, retention: RetentionResource) -> dg.SensorResult | dg.SkipReason:
     """One tick: at most one run request for every new or changed request file (one per shard), and the cursor."""
     home = retention.paths
     if not home.exists():
@@ -217,7 +212,7 @@ def evaluate(context: dg.SensorEvaluationContext, retention: RetentionResource,
     current = {key(name): mark for name, mark in found.items()}
     shown = {key(name): recorded_name(Path(name), mark) for name, mark in found.items()}
     cursor = read_cursor(context.cursor, key)
-    retry, attempt, gave_up = _retry(context.instance, cursor["last_run"], current, shown, partitions)
+    retry, attempt, gave_up = _retry(context.instance, cursor["last_run"], current, shown, home)
     if gave_up:
         context.log.warning(gave_up)
         cursor["last_run"] = None
@@ -236,27 +231,24 @@ def evaluate(context: dg.SensorEvaluationContext, retention: RetentionResource,
     tags = {FILES_TAG: _files_tag([shown.get(name, name) for name in batch]), ATTEMPT_TAG: str(attempt)}
     run_config = {"resources": {"retention": {"config": {"home": str(home.root)}}}}
     # A home of N shards: one run per shard, each with the batch's run key and its shard, run side by side.
-    stores = [(None, home)] if partitions is None else [
-        (key, shard_home(home, key)) for key in partitions.get_partition_keys()]
-    requests = [dg.RunRequest(run_key=batch_key if key is None else f"{batch_key}:{key}", partition_key=key,
-                              run_config=run_config, tags={**tags, **store_tags(store)})
-                for key, store in stores]
+    requests = [dg.RunRequest(run_key=lane.run_key(batch_key, ":"), partition_key=lane.partition_key,
+                              run_config=run_config, tags={**tags, **lane.tags}) for lane in run_lanes(home)]
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
 
 
-def build_request_drop_sensor(minimum_interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
-                              partitions: dg.StaticPartitionsDefinition | None = None) -> dg.SensorDefinition:
+def build_request_drop_sensor(job: dg.UnresolvedAssetJobDefinition,
+                              minimum_interval_seconds: int = DEFAULT_INTERVAL_SECONDS) -> dg.SensorDefinition:
     """The sensor, looking at most every `minimum_interval_seconds`; running by default under the daemon.
 
     Args:
+        job: the job each batch of request files launches (request_job).
         minimum_interval_seconds: the least time between two ticks.
-        partitions: the home's shards (one run per shard for each batch), or None for a home of one shard.
 
     Returns:
-        The sensor definition named SENSOR_NAME, targeting request_job.
+        The sensor definition named SENSOR_NAME, targeting `job`.
     """
 
-    @dg.sensor(name=SENSOR_NAME, job=request_job, minimum_interval_seconds=minimum_interval_seconds,
+    @dg.sensor(name=SENSOR_NAME, job=job, minimum_interval_seconds=minimum_interval_seconds,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Request files dropped in inbox/requests, taken by one request_job run per tick "
                            "(the store has one writer); each file once per content.")
@@ -267,6 +259,6 @@ def build_request_drop_sensor(minimum_interval_seconds: int = DEFAULT_INTERVAL_S
         One run per tick rather than per file: DuckDB lets one process write the store at a time, and the run's
         intake takes every waiting file anyway; no run is launched while another run of the home is going.
         """
-        return evaluate(context, retention, partitions)
+        return evaluate(context, retention)
 
     return request_drop_sensor

@@ -14,6 +14,7 @@ from compliance.operators import check_operator
 from compliance.settings import load_rules, load_settings
 from compliance.shards.placement import check_shard_layout, shard_homes
 from compliance.store.connection import Store, refuse_missing_store
+from resources.lanes import RunLane, run_lanes
 
 
 def emit(args: argparse.Namespace, document: dict[str, Any], text: str) -> None:
@@ -41,16 +42,16 @@ def store_ready(home: Home) -> None:
         Store(shard).connect().close()
 
 
-def run_homes(args: argparse.Namespace, home: Home) -> list[Home]:
-    """The stores a run works on: every shard (or the home's one store), or the one shard `--shard` names."""
-    homes = shard_homes(home)
+def chosen_lanes(args: argparse.Namespace, home: Home) -> list[RunLane]:
+    """The lanes a run works on: every lane of the home (its one store, or each shard), or the one `--shard` names."""
+    lanes = run_lanes(home)
     chosen = getattr(args, "shard", None)
     if chosen is None:
-        return homes
-    if homes[0].shard is None or not 0 <= chosen < len(homes):
-        raise InputError(f"--shard {chosen}: this home has {len(homes)} shard(s)"
-                         + ("" if homes[0].shard is None else f", 0 to {len(homes) - 1}"))
-    return [homes[chosen]]
+        return lanes
+    if lanes[0].partition_key is None or not 0 <= chosen < len(lanes):
+        raise InputError(f"--shard {chosen}: this home has {len(lanes)} shard(s)"
+                         + ("" if lanes[0].partition_key is None else f", 0 to {len(lanes) - 1}"))
+    return [lanes[chosen]]
 
 
 def acting_as(home: Home, as_user: str) -> None:

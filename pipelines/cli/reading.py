@@ -22,6 +22,7 @@ from compliance.store.connection import Store
 from compliance.store.keys import KeyedHasher
 from pipelines.cli import writing
 from pipelines.cli.common import emit, printable, progress_printer, require_home
+from resources.lanes import run_lanes
 
 
 def cmd_show(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
@@ -48,11 +49,11 @@ def cmd_plan(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     settings = load_settings(home.settings_file)
     check_shard_layout(home)
     actions = []
-    for shard in shard_homes(home):
-        with Store(shard, memory_limit=settings.memory_limit).connect() as con:
-            planned = preview_run(con, shard, as_of=as_of, settings=settings, rules=load_rules(home.rules_file),
+    for lane in run_lanes(home):
+        with Store(lane.home, memory_limit=settings.memory_limit).connect() as con:
+            planned = preview_run(con, lane.home, as_of=as_of, settings=settings, rules=load_rules(home.rules_file),
                                   progress=progress_printer(args))
-        actions += [action if shard.shard is None else {**action, "shard": shard.shard_name} for action in planned]
+        actions += [lane.label(action) for action in planned]
     lines = [f"Plan as of {as_of.isoformat()} (nothing changed):"]
     for action in actions:
         draft = " [draft rule: preview only]" if action["preview_only"] else ""

@@ -1,4 +1,4 @@
-"""The commands that change data (init, demo, run, delete, restore, requests extend, pull); each runs through Dagster."""
+"""The commands that change data (init, demo, run, delete, restore, requests extend, pull), run through Dagster."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from compliance.shards.placement import check_shard_layout, set_shard_count, sha
 from compliance.shards.views import whole_home
 from compliance.staff import authorize
 from compliance.store.connection import Store
-from pipelines.cli.common import acting_as, emit, progress_printer, require_home, run_homes, stage, store_ready
+from pipelines.cli.common import acting_as, chosen_lanes, emit, progress_printer, require_home, stage, store_ready
 from pipelines.cli.summary import intake_summary, summary_text, with_bulk_actions
 from pipelines.instance import (
     DAGSTER_STORAGE_ENV,
@@ -33,6 +33,7 @@ from pipelines.instance import (
     postgres_dagster_yaml,
     write_instance_yaml,
 )
+from resources.lanes import RunLane, run_lanes
 
 
 def cmd_init(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
@@ -73,22 +74,28 @@ def cmd_run(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
 
 
 def run_compliance(args: argparse.Namespace, home: Home, as_of: datetime) -> dict[str, Any]:
-    """One compliance run of the home: of its store, or of each shard in turn (in-process, one after the other).
+    """One compliance run of the home: of each of its lanes in turn (in-process, one after the other).
 
     The daemon's schedule and sensor run the shards side by side instead, through the instance's run queue.
     """
-    homes = run_homes(args, home)
-    if homes[0].shard is None:
-        return run_store(args, homes[0], as_of)
+    lanes = chosen_lanes(args, home)
+    summaries = [run_store(args, lane.home, as_of) for lane in lanes]
+    return lanes_summary(args, home, lanes, summaries, as_of, whole_home_checks=True)
+
+
+def lanes_summary(args: argparse.Namespace, home: Home, lanes: list[RunLane], summaries: list[dict[str, Any]],
+                  as_of: datetime, *, whole_home_checks: bool = False) -> dict[str, Any]:
+    """The run summary of a command over its lanes: a one-store home's own, or every shard's combined."""
+    if lanes[0].partition_key is None:
+        return summaries[0]
     from pipelines.runner import overall_checks
 
-    summaries = [run_store(args, shard, as_of) for shard in homes]
     # The home taken whole, after all its shards ran (not after `--shard K`, which leaves the others as they were):
     # its checks join the summary's as overall_<invariant>.
-    overall = None if len(homes) < shard_count(home) else overall_checks(
+    overall = None if not whole_home_checks or len(lanes) < shard_count(home) else overall_checks(
         home, as_of=as_of, echo_progress=not args.json, tags={"retention/command": args.command})
-    return combined_run_summary(summaries, [shard.shard_name for shard in homes], whole_deadlines(home, as_of),
-                                overall=overall)
+    return combined_run_summary(summaries, [str(lane.partition_key) for lane in lanes],
+                                whole_deadlines(home, as_of) if whole_home_checks else {}, overall=overall)
 
 
 def whole_deadlines(home: Home, as_of: datetime) -> dict[str, list[dict[str, Any]]]:
@@ -193,18 +200,18 @@ def run_manual(args: argparse.Namespace, home: Home, as_of: datetime, job: str, 
     """A manual delete or restore: one run of the job, or one per shard (each acts on the contacts it holds)."""
     from pipelines.runner import execute_job
 
+    lanes = run_lanes(home)
     summaries = []
-    for shard in shard_homes(home):
+    for lane in lanes:
         started = time.monotonic()
-        result = execute_job(shard, job, as_of=as_of, echo_progress=not args.json,
+        result = execute_job(lane.home, job, as_of=as_of, echo_progress=not args.json,
                              tags={"retention/command": args.command},
-                             extra_config={"ops": {asset: {"config": config(shard)}}})
+                             extra_config={"ops": {asset: {"config": config(lane.home)}}})
         summaries.append(with_bulk_actions({"run_id": result.run_id, "as_of": as_of.isoformat(),
-                                             "success": result.success,
-                                             "seconds": round(time.monotonic() - started, 2)}, shard, result.run_id))
-    shards = shard_homes(home)
-    summary = summaries[0] if shards[0].shard is None else combined_run_summary(
-        summaries, [shard.shard_name for shard in shards], {})
+                                            "success": result.success,
+                                            "seconds": round(time.monotonic() - started, 2)}, lane.home,
+                                           result.run_id))
+    summary = lanes_summary(args, home, lanes, summaries, as_of)
     summary.pop("deadlines", None)
     emit(args, summary, summary_text(summary, home))
     return exit_code(summary["refused_or_failed"])

@@ -12,20 +12,21 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+from support.crm import write_request
 
 from assets.shards import SHARDS_OVERVIEW
-from demo_crm import generator as demo_data
-from resources.tags import HOME_TAG, store_tags
 from compliance.home import Home
 from compliance.shards.invariants import DESCRIPTIONS
 from compliance.shards.placement import set_shard_count, shard_homes, shard_of
 from compliance.store.connection import Store
+from demo_crm import generator as demo_data
 from pipelines.definitions import build_definitions
 from pipelines.runner import execute_job
 from resources import PARTITION_TAG, RetentionResource
+from resources.tags import HOME_TAG, store_tags
 from sensors.request_drop import ATTEMPT_TAG, SENSOR_NAME, name_key, run_key
-from sensors.shards_overview import RUN_KEY_PREFIX, SENSOR_NAME as OVERVIEW_SENSOR_NAME
-from support.crm import write_request
+from sensors.shards_overview import RUN_KEY_PREFIX
+from sensors.shards_overview import SENSOR_NAME as OVERVIEW_SENSOR_NAME
 
 SHARDS = 3
 KEYS = [f"shard-{k}" for k in range(SHARDS)]
@@ -187,7 +188,10 @@ def test_the_shard_run_is_recorded_as_its_partition_with_its_store_tags(one_shar
 
 
 def _overview_tick(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dg.RunRequest | dg.SkipReason:
-    from sensors.shards_overview import shards_overview_sensor
+    from pipelines.jobs import compliance_job, shards_overview_job
+    from sensors.shards_overview import build_shards_overview_sensor
+
+    shards_overview_sensor = build_shards_overview_sensor(compliance_job, shards_overview_job)
 
     event = dg.DagsterEvent(event_type_value=dg.DagsterEventType.RUN_SUCCESS.value, job_name=run.job_name)
     context = dg.build_run_status_sensor_context(sensor_name=OVERVIEW_SENSOR_NAME, dagster_event=event,

@@ -15,23 +15,33 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from support.crm import write_request
 
-from compliance.evidence.audit import AuditLog
 from compliance.clock import parse_as_of
 from compliance.errors import InputError
+from compliance.evidence.audit import AuditLog
 from compliance.home import Home
 from compliance.requests.intake import WITHHELD_REASON, extend_request, prune_request_records, take_requests
 from compliance.requests.records import audit_new_records, deadline_report, request_records
 from compliance.settings import Settings
 from compliance.store.connection import Store
-from support.crm import write_request
-from pipelines.definitions import defs
+from pipelines.definitions import defs, request_drop_sensor
+from pipelines.jobs import request_job
 from pipelines.runner import instance_for
 from resources import RetentionResource
 from sensors import request_drop
-from sensors.request_drop import (ATTEMPT_TAG, DEFAULT_INTERVAL_SECONDS, FILES_TAG, MAX_ATTEMPTS, SENSOR_NAME,
-                                  build_request_drop_sensor, name_key, read_cursor, run_key, sensor_interval_seconds)
-from pipelines.definitions import request_drop_sensor
+from sensors.request_drop import (
+    ATTEMPT_TAG,
+    DEFAULT_INTERVAL_SECONDS,
+    FILES_TAG,
+    MAX_ATTEMPTS,
+    SENSOR_NAME,
+    build_request_drop_sensor,
+    name_key,
+    read_cursor,
+    run_key,
+    sensor_interval_seconds,
+)
 
 SENSOR = defs.resolve_sensor_def(SENSOR_NAME)
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
@@ -237,7 +247,7 @@ def test_the_interval_is_30_seconds_by_default_and_follows_the_setting(tmp_path,
     assert sensor_interval_seconds() == 30
     home.settings_file.write_text("request_sensor_interval_seconds: 5\n")
     assert sensor_interval_seconds(home) == 5
-    assert build_request_drop_sensor(5).minimum_interval_seconds == 5
+    assert build_request_drop_sensor(request_job, 5).minimum_interval_seconds == 5
     home.settings_file.write_text("request_sensor_interval_seconds: 0\n")
     with pytest.warns(UserWarning, match="request_sensor_interval_seconds"):
         assert sensor_interval_seconds(home) == 30
