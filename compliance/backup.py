@@ -18,6 +18,7 @@ import duckdb
 from compliance.clock import utc_iso
 from compliance.errors import first_line
 from compliance.files import fsync_path
+from compliance.sql import scalar
 
 MANIFEST = "manifest.json"
 FORMATS = ("csv", "parquet")
@@ -323,7 +324,7 @@ def _count_rows(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> int:
         relation = f"read_parquet({_quote_path(path)})"
     else:
         raise BackupError(f"backup {path.parent}: {path.name}: unknown format {fmt!r}")
-    return int(con.execute(f"SELECT count(*) FROM {relation}").fetchone()[0])
+    return int(scalar(con, f"SELECT count(*) FROM {relation}"))
 
 
 def _sha256(path: Path, sync: bool = False) -> str:

@@ -133,7 +133,7 @@ class HighLevel(SnapshotFormat):
             if files and native:
                 raise InputError(f"snapshot {folder.name}: table {spec.name}: given both as {FOLDER}/{collection} and "
                                  f"as {native.name}; keep one")
-            if files:
+            if collection and files:
                 sources.append(_load(con, folder, collection, files, tag))
             elif native:
                 sources.append(native_source(con, folder, spec, native))

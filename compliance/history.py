@@ -55,7 +55,8 @@ class History:
             row[0 if group == SOURCE_GROUPS[0] else 1] += count
         for day, kind, count in self.restores_purges_by_day:
             quarters.setdefault(_quarter(day), [0, 0, 0, 0])[2 if kind == "restored" else 3] += count
-        return [(quarter, *counts) for quarter, counts in sorted(quarters.items())]
+        return [(quarter, erased, other, restored, purged)
+                for quarter, (erased, other, restored, purged) in sorted(quarters.items())]
 
 
 def _quarter(day: date) -> str:

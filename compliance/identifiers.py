@@ -14,8 +14,10 @@ import itertools
 import re
 import unicodedata
 from functools import lru_cache
+from typing import Any, Callable
 
 import duckdb
+from duckdb.func import ARROW, SPECIAL
 import phonenumbers
 import pyarrow as pa
 
@@ -135,9 +137,9 @@ def register(con: duckdb.DuckDBPyConnection, region: str = DEFAULT_REGION) -> du
     return con
 
 
-def _define(con: duckdb.DuckDBPyConnection, name: str, function) -> None:
-    con.create_function(name, function, ["VARCHAR"], "VARCHAR", type="arrow", null_handling="special",
-                        side_effects=False)
+def _define(con: duckdb.DuckDBPyConnection, name: str, function: Callable[[Any], Any]) -> None:
+    con.create_function(name, function, ["VARCHAR"], "VARCHAR", type=ARROW,
+                        null_handling=SPECIAL, side_effects=False)
 
 
 def email_key_sql(expr: str) -> str:

@@ -10,6 +10,7 @@ import duckdb
 from compliance.audit import AuditLog, personal_data_kind
 from compliance.clock import utc_iso
 from compliance.redaction import audited_requester, redact_text
+from compliance.sql import one_row
 from compliance.vocabulary import (ANSWERED_STATUSES, COUNTED_OUTCOMES, DONE_OUTCOME, FINAL_STATUSES, Deadline,
                                    RequestStatus, values)
 
@@ -126,8 +127,8 @@ def audit_new_records(con: duckdb.DuckDBPyConnection, log: AuditLog, *, at: date
     for row in con.execute(f"SELECT {', '.join(_ACTION_COLUMNS)} FROM bulk_actions WHERE NOT audited "
                            "ORDER BY applied_at, bulk_action_id").fetchall():
         document = _audit_safe(_action_document(row, iso=False), staff_ids)
-        os_user, host = con.execute("SELECT os_user, host FROM bulk_actions WHERE bulk_action_id = ?",
-                                    [document["bulk_action_id"]]).fetchone()
+        os_user, host = one_row(con, "SELECT os_user, host FROM bulk_actions WHERE bulk_action_id = ?",
+                                    [document["bulk_action_id"]])
         document["operator"] = _audit_safe({"os_user": os_user, "host": host}, staff_ids)
         log.append(f"bulk_action.{document['kind']}", at, **document)
         con.execute("UPDATE bulk_actions SET audited = true WHERE bulk_action_id = ?", [document["bulk_action_id"]])

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from typing import Callable, ClassVar, Protocol, TypeVar
 
-T = TypeVar("T", bound=type)
+
+class Named(Protocol):
+    """A registered class: the decorator sets its `name`."""
+
+    name: ClassVar[str]
+
+
+T = TypeVar("T", bound=type[Named])
 
 
 def registrar(table: dict[str, T]) -> Callable[[str], Callable[[T], T]]:

@@ -9,6 +9,7 @@ from typing import Sequence
 import duckdb
 
 from compliance.errors import InputError
+from compliance.sql import scalar
 
 ABANDONED_AFTER = timedelta(hours=1)
 
@@ -45,4 +46,4 @@ def take_selection(con: duckdb.DuckDBPyConnection, token: str) -> tuple[str, ...
 def drop_abandoned_selections(con: duckdb.DuckDBPyConnection) -> int:
     """Remove selections whose run never took them (it failed to start)."""
     cutoff = datetime.now(timezone.utc) - ABANDONED_AFTER
-    return con.execute("DELETE FROM manual_selections WHERE created_at < ?", [cutoff]).fetchone()[0]
+    return scalar(con, "DELETE FROM manual_selections WHERE created_at < ?", [cutoff])

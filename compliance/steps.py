@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import duckdb
 
@@ -37,6 +37,7 @@ from compliance.restore import ManualRestore, RestoreAction, apply_restores, pla
 from compliance.rules import bind_clock, predicate
 from compliance.selections import drop_abandoned_selections
 from compliance.settings import Rules, Settings, load_rules
+from compliance.sql import scalar
 
 DATA_DOCS_FOLDER = "data_docs"
 
@@ -79,6 +80,10 @@ class RunContext:
         return load_rules(self.home.rules_file)
 
 
+# A step function takes the run context first; some steps take keyword options too (tests, previews, the CLI).
+StepFunction = TypeVar("StepFunction", bound=Callable[..., Any])
+
+
 @dataclass(frozen=True)
 class Step:
     """One step of the run: the job step (asset or asset check) it backs, and the function that does it."""
@@ -90,9 +95,9 @@ class Step:
 DAILY_RUN: list[Step] = []
 
 
-def step(job_step: str) -> Callable[[Callable[[RunContext], Any]], Callable[[RunContext], Any]]:
+def step(job_step: str) -> Callable[[StepFunction], StepFunction]:
     """Register a function as the step backing `job_step`, in the order of the daily run."""
-    def register(function: Callable[[RunContext], Any]) -> Callable[[RunContext], Any]:
+    def register(function: StepFunction) -> StepFunction:
         if any(existing.job_step == job_step for existing in DAILY_RUN):
             raise ValueError(f"job step {job_step!r} has a step already")
         DAILY_RUN.append(Step(job_step, function))
@@ -147,10 +152,10 @@ def count_rule_matches(ctx: RunContext) -> dict[str, int]:
     bind_clock(ctx.con, ctx.as_of)
     for rule in ctx.rules().rules:
         condition = predicate(rule.trigger)
-        matches[f"{rule.name} ({rule.status})"] = ctx.con.execute(
-            "SELECT count(*) FROM contacts c WHERE c.contact_id NOT IN "
+        matches[f"{rule.name} ({rule.status})"] = scalar(
+            ctx.con, "SELECT count(*) FROM contacts c WHERE c.contact_id NOT IN "
             f"(SELECT contact_id FROM contact_lifecycle WHERE state = 'deleted') AND {condition.sql}",
-            condition.parameters).fetchone()[0]
+            condition.parameters)
     return matches
 
 

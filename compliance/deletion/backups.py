@@ -162,6 +162,9 @@ def verify_planned_backups(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     for backup in planned_backups(con):
         if backup.error:
             continue
+        if backup.path is None:
+            problems[backup.bulk_action_id] = "the plan records neither a backup path nor a backup error"
+            continue
         try:
             verify_backup(backup_folder(con, backup.path), backup.sha256)
         except (BackupError, OutsideHome, TypeError) as exc:

@@ -156,7 +156,9 @@ def read_plan(con: duckdb.DuckDBPyConnection) -> Plan:
                {', '.join('count(i.outcome) FILTER (WHERE i.outcome = ?)' for _ in OUTCOMES)}
         FROM plan_sources s LEFT JOIN plan_items i USING (bulk_action_id)
         GROUP BY ALL ORDER BY min(s.ord)""", list(OUTCOMES)).fetchall()
-    return Plan([PlannedAction(*row[:7], counts=dict(zip(OUTCOMES, row[7:]))) for row in rows])
+    return Plan([PlannedAction(bulk_action_id, source, source_ref, requested_by, regulation, rejection, preview,
+                               counts=dict(zip(OUTCOMES, counts)))
+                 for bulk_action_id, source, source_ref, requested_by, regulation, rejection, preview, *counts in rows])
 
 
 def plan_items(con: duckdb.DuckDBPyConnection, bulk_action_id: str | None = None) -> list[dict[str, Any]]:

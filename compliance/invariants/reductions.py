@@ -8,6 +8,7 @@ from compliance.home import OutsideHome
 from compliance.invariants.registry import MAX_SAMPLES, Run
 from compliance.purge import PURGED_LABEL_PREFIX
 from compliance.schema import CONTACT_LINKED, TableSpec
+from compliance.sql import scalar
 from compliance.store import home_of
 
 NO_BULK_ACTION = "(none)"
@@ -54,7 +55,7 @@ def gone_hits(run: Run) -> dict[str, tuple[int, list[str]]]:
     """
     params: dict[str, Any] = {"samples": MAX_SAMPLES}
     purged = ""
-    if run.con.execute("SELECT count(*) FROM purged_contacts").fetchone()[0]:
+    if scalar(run.con, "SELECT count(*) FROM purged_contacts"):
         ids = " UNION ".join(f"SELECT contact_id FROM {spec.name}" for spec in CONTACT_LINKED)
         hashed = run.hasher.sql("contact_id", "contact_id")
         # Only ids still referenced somewhere are hashed: a keyed hash cannot be reversed, only matched.

@@ -107,4 +107,6 @@ def read_restore_plan(con: duckdb.DuckDBPyConnection) -> list[RestoreAction]:
                {', '.join('count(i.outcome) FILTER (WHERE i.outcome = ?)' for _ in RESTORE_OUTCOMES)}
         FROM restore_sources s LEFT JOIN restore_items i USING (bulk_action_id)
         GROUP BY ALL ORDER BY min(s.ord)""", list(RESTORE_OUTCOMES)).fetchall()
-    return [RestoreAction(*row[:5], counts=dict(zip(RESTORE_OUTCOMES, row[5:]))) for row in rows]
+    return [RestoreAction(bulk_action_id, source, source_ref, requested_by, rejection,
+                          counts=dict(zip(RESTORE_OUTCOMES, counts)))
+            for bulk_action_id, source, source_ref, requested_by, rejection, *counts in rows]
