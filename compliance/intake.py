@@ -6,6 +6,7 @@ import hashlib
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from functools import partial
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -96,7 +97,7 @@ def take_requests(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datetime
             result.by_status[RequestStatus.QUARANTINED.value] += 1
             result.quarantined.append(name)
             if move_files:
-                settle_across_shards(home, path, name, parsed.file_hash, lambda p: quarantine(p, error))
+                settle_across_shards(home, path, name, parsed.file_hash, partial(quarantine, reason=error))
         elif move_files and not _open_requests(con, name, parsed.file_hash):
             settle_across_shards(home, path, name, parsed.file_hash, archive)
     return result
