@@ -2,10 +2,9 @@
 
 import dagster as dg
 
+from assets.deletion import applied_deletions
 from compliance import steps
 from resources import RetentionResource
-
-from assets.deletion import applied_deletions
 
 
 @dg.asset(group_name="ingest", kinds={"http"})

@@ -2,12 +2,11 @@
 
 import dagster as dg
 
+from assets.ingest import crm_snapshots
 from compliance import steps
 from compliance.deletion import ManualSelection
-from compliance.selections import take_selection
+from compliance.deletion.selections import take_selection
 from resources import RetentionResource
-
-from assets.ingest import crm_snapshots
 
 
 class DeletionPlanConfig(dg.Config):

@@ -2,12 +2,11 @@
 
 import dagster as dg
 
+from assets.deletion import contact_backups
+from assets.restore import purged_contacts
 from compliance import steps
 from compliance.invariants import descriptions
 from resources import RetentionResource
-
-from assets.deletion import contact_backups
-from assets.restore import purged_contacts
 
 BACKUPS_VERIFY_BEFORE_DELETE = "planned_backups_verify"
 

@@ -2,12 +2,11 @@
 
 import dagster as dg
 
-from compliance import steps
-from compliance.restore import ManualRestore
-from compliance.selections import take_selection
-from resources import RetentionResource
-
 from assets.deletion import applied_deletions, request_intake
+from compliance import steps
+from compliance.deletion.selections import take_selection
+from compliance.restore import ManualRestore
+from resources import RetentionResource
 
 RESTORE_OUTCOMES = ("restored", "rejected", "not_found", "already_done")
 

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from compliance.shard_invariants import DESCRIPTIONS, check_shard_invariants
+from compliance.shards.invariants import DESCRIPTIONS, check_shard_invariants
 from resources import RetentionResource
 
 SHARDS_OVERVIEW = "shards_overview"

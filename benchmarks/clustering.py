@@ -27,8 +27,8 @@ from typing import Any
 import duckdb
 
 from compliance import identifiers
-from compliance.schema import CONTACT_LINKED
-from compliance.sql import quote_identifier
+from compliance.store.schema import CONTACT_LINKED
+from compliance.store.sql import quote_identifier
 
 
 def _scans(node: dict[str, Any], found: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from compliance import steps
 from compliance.home import Home
 from compliance.purge import PurgeResult, compact_store
 from compliance.settings import load_rules, load_settings
-from compliance.store import Store
+from compliance.store.connection import Store
 
 # Job step (asset or check) -> the benchmark step that does its work directly.
 MIRRORED = {

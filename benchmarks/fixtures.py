@@ -154,7 +154,7 @@ def _child(args: argparse.Namespace) -> None:
 
     import duckdb
 
-    from compliance.demo_data import generate_snapshot
+    from demo_crm.generator import generate_snapshot
 
     folder = Path(args.folder)
     as_of = datetime.fromisoformat(args.as_of)

@@ -21,11 +21,11 @@ from typing import Any
 
 from benchmarks.measure import Recorder, machine, max_rss_bytes
 from benchmarks.report import machine_line
-from compliance.demo_data import generate_snapshot
+from demo_crm.generator import generate_snapshot
 from compliance.home import Home
-from compliance.ingest import ingest_snapshots
-from compliance.schema import TABLES
-from compliance.store import Store
+from compliance.snapshots.ingest import ingest_snapshots
+from compliance.store.schema import TABLES
+from compliance.store.connection import Store
 
 AS_OF = datetime(2026, 11, 10, 8, tzinfo=timezone.utc)
 TARGET_RATIO = 3.0

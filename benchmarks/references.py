@@ -35,7 +35,7 @@ def _connect(store_file: Path, memory_limit: str | None, temp_dir: Path) -> duck
     """The reference's own connection, with the memory limit our store would get in this process (None: derived
     from the default memory budget, as Store.connect derives it)."""
     from compliance.settings import Settings
-    from compliance.store import derived_memory_limit
+    from compliance.store.connection import derived_memory_limit
 
     con = duckdb.connect(str(store_file))
     con.execute("SET TimeZone = 'UTC'")

@@ -323,7 +323,7 @@ def _run(args: argparse.Namespace, command: str, work: Path, rec: Recorder, warn
     from benchmarks.direct import DELETE_RUN_STEPS, MIRRORED, REQUEST_JOB_STEPS, DirectHome
     from compliance import steps
     from compliance.restore import ManualRestore
-    from compliance.store import Store
+    from compliance.store.connection import Store
 
     warm_up = {} if args.no_warm_up else _warm_up(work / "warm-up", args, skip_dagster=args.skip_dagster)
     rec.log(f"building the source: {args.contacts:,} contacts")

@@ -39,8 +39,9 @@ import yaml
 from benchmarks.measure import machine
 from benchmarks.postgres import PostgresServer, start_cluster, stop_cluster
 from benchmarks.report import machine_line
-from compliance import demo_data
-from compliance.home import Home, postgres_dagster_yaml, write_private
+from demo_crm import generator as demo_data
+from compliance.home import Home, write_private
+from pipelines.instance import postgres_dagster_yaml
 
 AS_OF = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)
 DEFAULT_LOCATIONS = 200
@@ -283,7 +284,7 @@ def run_daily(home: Home, say: Callable[[str], None]) -> dict[str, Any]:
     Returns:
         The runs (status, created/start/end epoch seconds, shard), the peak RSS sampled, the submission time.
     """
-    from compliance.shards import shard_homes
+    from compliance.shards.placement import shard_homes
     from pipelines.runner import launch_job
     from pipelines.serve import Child, environment, stop, write_workspace
 
@@ -333,7 +334,7 @@ def overlapped(runs: list[dict[str, Any]]) -> bool:
 
 def outcomes(home: Home) -> dict[str, Any]:
     """Contacts by state and requests by status over every shard of the home (read-only)."""
-    from compliance.shard_views import whole_home
+    from compliance.shards.views import whole_home
 
     with whole_home(home) as con:
         # A contact's state as `retention show` gives it: its lifecycle row, else active while in the store.

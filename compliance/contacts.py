@@ -7,9 +7,9 @@ from datetime import timedelta
 import duckdb
 
 from compliance.clock import utc_iso
-from compliance.keys import KeyedHasher
-from compliance.schema import ASSOCIATED, MEMBERSHIPS
-from compliance.sql import scalar
+from compliance.store.keys import KeyedHasher
+from compliance.store.schema import ASSOCIATED, MEMBERSHIPS
+from compliance.store.sql import scalar
 from compliance.vocabulary import ContactState
 
 # A restore sticks: a contact an admin restored is passed over by rules until a later snapshot carries an

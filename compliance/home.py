@@ -7,11 +7,6 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
-
-import yaml
-
-from compliance.errors import InputError
 
 DEFAULT_HOME = "retention_home"
 
@@ -91,98 +86,6 @@ rules: []
 #     trigger: {tags_any: [Unsubscribed]}
 #     action: delete_contact
 """
-
-DAGSTER_YAML = """\
-# A compliance tool makes no outbound calls (nor offers the UI's newsletter sign-up).
-telemetry:
-  enabled: false
-nux:
-  enabled: false
-# DuckDB has one writer: the daily schedule and the request sensor take turns.
-concurrency:
-  runs:
-    max_concurrent_runs: 1
-"""
-
-
-# The run tags naming a run's home, its store and its shard. The queue runs one run per store at a time (a DuckDB
-# store has one writer), so the shards of a home run side by side and a home of one shard runs one run at a time.
-HOME_TAG = "retention/home"
-STORE_TAG = "retention/store"
-SHARD_TAG = "retention/shard"
-DAGSTER_STORAGE_ENV = "RETENTION_DAGSTER_STORAGE"
-# One, as with SQLite; raise it for homes of several shards and for instances that several homes share (the per-store
-# limit keeps each store to one writer).
-DEFAULT_MAX_CONCURRENT_RUNS = 1
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2")
-# dagster-postgres's SQL (NOTIFY with a bound parameter) needs psycopg2, its declared driver; SQLAlchemy 2.1 would
-# pick psycopg 3 for a bare postgresql:// URL, so the driver is named in the URL.
-POSTGRES_DRIVER_SCHEME = "postgresql+psycopg2"
-_POSTGRES_HEADER = """\
-# Written by `retention init --dagster-storage`. Runs, event log and schedules are in PostgreSQL (dagster-postgres),
-# so several machines' webservers, daemons and run workers can share this instance. The run queue runs up to
-# max_concurrent_runs runs at once but one per store (tag retention/store: a home's store, or one shard's), because
-# a DuckDB store has one writer. Run monitoring marks a run whose worker died as failed, which frees its place in the queue.
-# A compliance tool makes no outbound calls (nor offers the UI's newsletter sign-up).
-"""
-
-
-def postgres_dagster_yaml(storage: str, *, max_concurrent_runs: int = DEFAULT_MAX_CONCURRENT_RUNS) -> str:
-    """The text of a dagster.yaml whose runs, event log and schedules live in PostgreSQL, with a run queue.
-
-    Args:
-        storage: `postgresql://user[:password]@host:port/db` (written with the psycopg2 driver named), or `env:NAME`
-            to have Dagster read the URL from the environment variable NAME when it starts (the password then stays
-            out of the file; that URL must start `postgresql+psycopg2://`).
-        max_concurrent_runs: how many queued runs the instance runs at once (over every home sharing it).
-
-    Returns:
-        The YAML text: dagster-postgres storage, a QueuedRunCoordinator limited per store by the STORE_TAG tag,
-        run monitoring on, telemetry and the newsletter prompt off.
-
-    Raises:
-        InputError: the storage is neither a PostgreSQL URL naming a host and database nor `env:NAME`, or the
-            concurrency is below 1.
-    """
-    if isinstance(max_concurrent_runs, bool) or not isinstance(max_concurrent_runs, int) or max_concurrent_runs < 1:
-        raise InputError(f"--max-concurrent-runs: must be a whole number of at least 1, not {max_concurrent_runs!r}")
-    config = {
-        "telemetry": {"enabled": False},
-        "nux": {"enabled": False},
-        "storage": {"postgres": {"postgres_url": _postgres_url_config(storage)}},
-        "run_coordinator": {
-            "module": "dagster.core.run_coordinator",
-            "class": "QueuedRunCoordinator",
-            "config": {
-                "max_concurrent_runs": max_concurrent_runs,
-                "tag_concurrency_limits": [
-                    {"key": STORE_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}],
-            },
-        },
-        "run_monitoring": {"enabled": True},
-    }
-    return _POSTGRES_HEADER + yaml.safe_dump(config, sort_keys=False)
-
-
-def _postgres_url_config(storage: str) -> str | dict[str, str]:
-    """The postgres_url value: the URL itself, or Dagster's `{env: NAME}` indirection."""
-    storage = storage.strip()
-    if storage.startswith("env:"):
-        name = storage[len("env:"):]
-        if not _ENV_NAME.fullmatch(name):
-            raise InputError(f"--dagster-storage: env:{name} is not an environment variable name")
-        return {"env": name}
-    parts = urlsplit(storage)
-    # The message never repeats the value: it may hold a password.
-    if parts.scheme not in _POSTGRES_SCHEMES or not parts.hostname or not parts.path.strip("/"):
-        raise InputError("--dagster-storage: expected postgresql://user@host:port/database or env:NAME")
-    try:
-        parts.port
-    except ValueError:
-        raise InputError("--dagster-storage: the port is not a number from 0 to 65535") from None
-    return POSTGRES_DRIVER_SCHEME + storage[len(parts.scheme):]
-
 
 @dataclass(frozen=True)
 class Home:
@@ -325,7 +228,7 @@ class Home:
         """What shows this home has been used: audit entries, backups, handled request files, reports, Dagster runs.
 
         A home with history and no store lost its store file; starting a new one would ingest old snapshots
-        again and bring erased people back, so the store refuses to start over (see compliance.store).
+        again and bring erased people back, so the store refuses to start over (see compliance.store.connection).
 
         Args:
             with_dagster_runs: count the Dagster instance's run history (off inside a run, which is history itself).
@@ -348,26 +251,14 @@ class Home:
             found.append(f"a Dagster run history ({runs})")
         return found
 
-    def init(self, dagster_yaml: str | None = None) -> list[Path]:
+    def init(self) -> list[Path]:
         """Create the home's folders and default files; never overwrite what is there.
 
-        Args:
-            dagster_yaml: the instance's dagster.yaml (postgres_dagster_yaml), or None for the default SQLite
-                instance. It replaces an existing dagster.yaml only when that is still the untouched default;
-                any other existing file is kept, and a different one asked for is refused.
+        The Dagster instance's dagster.yaml is written by the Dagster layer (pipelines/instance.py), not here.
 
         Returns:
             The files and folders created.
-
-        Raises:
-            InputError: dagster_yaml differs from an existing, edited dagster.yaml.
         """
-        instance_file = self.dagster_home / "dagster.yaml"
-        if dagster_yaml is not None and instance_file.exists():
-            existing = instance_file.read_text()
-            if existing not in (DAGSTER_YAML, dagster_yaml):
-                raise InputError(f"{instance_file}: exists and differs from the default; remove it or edit it "
-                                 "yourself (init does not overwrite an instance's settings)")
         created: list[Path] = []
         for folder in (self.root, self.snapshots_inbox, self.requests_inbox, self.store_dir,
                        self.backups_dir, self.reports_dir, self.audit_file.parent, self.dagster_home):
@@ -382,14 +273,6 @@ class Home:
             if not path.exists():
                 path.write_text(text)
                 created.append(path)
-        if dagster_yaml is None:
-            if not instance_file.exists():
-                instance_file.write_text(DAGSTER_YAML)
-                created.append(instance_file)
-        elif not instance_file.exists() or instance_file.read_text() != dagster_yaml:
-            # Private: the URL may carry the database password.
-            write_private(instance_file, dagster_yaml)
-            created.append(instance_file)
         if not self.secret_file.exists():
             write_private(self.secret_file, secrets.token_hex(32))
             created.append(self.secret_file)
@@ -404,13 +287,6 @@ SHARD_PREFIX = "shard-"
 # A shard's folder (and Dagster partition key): shard-<k>.
 SHARD_FOLDER = re.compile(rf"^{SHARD_PREFIX}(\d+)$")
 
-
-def store_tags(home: Home) -> dict[str, str]:
-    """The tags that put a run in its store's lane of the run queue: its home, its store and (if any) its shard."""
-    tags = {HOME_TAG: str(home.root), STORE_TAG: str(home.store_file)}
-    if home.shard is not None:
-        tags[SHARD_TAG] = shard_name(home.shard)
-    return tags
 
 
 def shard_name(shard: int) -> str:

@@ -9,13 +9,13 @@ import duckdb
 
 from compliance.deletion import OUTCOMES, build_plan, plan_items
 from compliance.home import Home
-from compliance.ingest import ingest_snapshots
-from compliance.intake import take_requests
-from compliance.keys import KeyedHasher
+from compliance.snapshots.ingest import ingest_snapshots
+from compliance.requests.intake import take_requests
+from compliance.store.keys import KeyedHasher
 from compliance.purge import purge_scan
 from compliance.restore import RESTORE_OUTCOMES, plan_restores
 from compliance.settings import Rules, Settings
-from compliance.store import rolled_back
+from compliance.store.connection import rolled_back
 from compliance.vocabulary import BulkActionKind, Outcome
 
 _ITEM = ("contact_id", "outcome", "reason")

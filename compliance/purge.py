@@ -9,14 +9,14 @@ from typing import Any
 
 import duckdb
 
-from compliance.backup import remove_backup
+from compliance.store.backup import remove_backup
 from compliance.bulk_actions import BulkAction, new_bulk_action_id, record_bulk_action, record_items
 from compliance.home import Home, OutsideHome
-from compliance.keys import KeyedHasher
-from compliance.schema import CONTACT_LINKED, MEMBERSHIPS
+from compliance.store.keys import KeyedHasher
+from compliance.store.schema import CONTACT_LINKED, MEMBERSHIPS
 from compliance.settings import Settings
-from compliance.sql import load_sql, parameters, scalar, sql_string, table_exists
-from compliance.store import Store, configure, transaction
+from compliance.store.sql import load_sql, parameters, scalar, sql_string, table_exists
+from compliance.store.connection import Store, configure, transaction
 from compliance.vocabulary import BulkActionKind, BulkActionStatus, Outcome
 
 PURGED_LABEL_PREFIX = "purged:"
@@ -128,7 +128,7 @@ def _relabel(con: duckdb.DuckDBPyConnection, hasher: KeyedHasher) -> None:
     """Name the doomed contacts in earlier bulk action items and tombstones by the label of their hash only."""
     con.execute(f"UPDATE bulk_action_items SET contact_id = {_label(hasher, 'contact_id')} "
                 "WHERE contact_id IN (SELECT contact_id FROM doomed)", [PURGED_LABEL_PREFIX])
-    # A membership's tombstone key ends with the contact id (compliance.schema): it keeps the label instead.
+    # A membership's tombstone key ends with the contact id (compliance.store.schema): it keeps the label instead.
     # `ends_with` alone is a nested-loop join (tombstones x doomed: 236 s for a 1% purge at 10M contacts); the
     # equality of the last ':'-parts gives DuckDB a hash-join key, and `ends_with` keeps ids holding ':' exact.
     con.execute(f"""

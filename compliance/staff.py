@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from compliance.audit import personal_data_kind
+from compliance.evidence.audit import personal_data_kind
 
 UNKNOWN_REQUESTER = "unknown staff member"
 

@@ -15,9 +15,9 @@ from typing import Any, Callable, TypeVar
 
 import duckdb
 
-from compliance.audit import AuditLog
-from compliance.audit_anchor import anchored_log, verify_before_writing
-from compliance.backup import BackupManifest
+from compliance.evidence.audit import AuditLog
+from compliance.evidence.anchor import anchored_log, verify_before_writing
+from compliance.store.backup import BackupManifest
 from compliance.deletion import (AppliedAction, ManualSelection, Plan, apply_deletions, back_up, build_plan,
                                  planned_backups)
 from compliance.deletion import verify_planned_backups as deletion_backups_problems
@@ -25,19 +25,19 @@ from compliance.crm.client import open_client
 from compliance.crm.pull import PullResult, pull_snapshot
 from compliance.crm.push import PushResult, push_deletions
 from compliance.home import Home
-from compliance.ingest import IngestResult, ingest_snapshots
-from compliance.intake import IntakeResult, prune_request_records, settle_request_files, take_requests
+from compliance.snapshots.ingest import IngestResult, ingest_snapshots
+from compliance.requests.intake import IntakeResult, prune_request_records, settle_request_files, take_requests
 from compliance.invariants import InvariantSummary, check_invariants
-from compliance.keys import KeyedHasher
+from compliance.store.keys import KeyedHasher
 from compliance.progress import count
 from compliance.purge import PLAN_TABLES, RESTORE_PLAN_TABLES, PurgeResult, forget_plans, purge
-from compliance.records import audit_new_records
-from compliance.report import Report, load_invariants, run_folder, save_invariants, write_report
+from compliance.requests.records import audit_new_records
+from compliance.evidence.report import Report, load_invariants, run_folder, save_invariants, write_report
 from compliance.restore import ManualRestore, RestoreAction, apply_restores, plan_restores
 from compliance.rules import bind_clock, predicate
-from compliance.selections import drop_abandoned_selections
+from compliance.deletion.selections import drop_abandoned_selections
 from compliance.settings import Rules, Settings, load_rules
-from compliance.sql import scalar
+from compliance.store.sql import scalar
 
 DATA_DOCS_FOLDER = "data_docs"
 

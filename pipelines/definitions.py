@@ -9,9 +9,15 @@ import dagster as dg
 from assets import crm, deletion, ingest, proof, restore
 from assets.shards import shards_overview
 from compliance.home import Home, shard_name
-from compliance.shards import shard_count
-from pipelines.jobs import (compliance_job, build_daily_schedule, manual_delete_job, manual_restore_job,
-                            request_job, shards_overview_job)
+from compliance.shards.placement import shard_count
+from pipelines.jobs import (
+    build_daily_schedule,
+    compliance_job,
+    manual_delete_job,
+    manual_restore_job,
+    request_job,
+    shards_overview_job,
+)
 from resources import RetentionResource
 from sensors.request_drop import SENSOR_NAME, build_request_drop_sensor, sensor_interval_seconds
 from sensors.shards_overview import shards_overview_sensor

@@ -2,13 +2,12 @@
 
 import dagster as dg
 
-from compliance.home import store_tags
-from compliance.shards import shard_home
-from resources import RetentionResource
-
 from assets.deletion import applied_deletions, contact_backups, deletion_plan, request_intake
 from assets.restore import applied_restores
 from assets.shards import SHARDS_OVERVIEW, WHOLE_HOME_TAG
+from compliance.shards.placement import shard_home
+from resources import RetentionResource
+from resources.tags import store_tags
 
 # The assets of the whole home (a home of shards only) run in their own job: a job's assets share one partitioning.
 _WHOLE_HOME_ASSETS = dg.AssetSelection.tag(*WHOLE_HOME_TAG)

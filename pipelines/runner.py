@@ -15,13 +15,15 @@ from typing import Any
 import dagster as dg
 
 from compliance.errors import InputError
-from compliance.home import Home, store_tags
+from compliance.home import Home
+from pipelines.instance import write_instance_yaml
 from resources import PARTITION_TAG
+from resources.tags import store_tags
 
 
 def instance_for(home: Home) -> dg.DagsterInstance:
     """The home's Dagster instance (run history, event log), the same one `retention ui` shows."""
-    home.dagster_home.mkdir(parents=True, exist_ok=True)
+    write_instance_yaml(home)
     os.environ["DAGSTER_HOME"] = str(home.dagster_home)
     return dg.DagsterInstance.from_config(str(home.dagster_home))
 

@@ -16,9 +16,9 @@ from compliance.clock import parse_as_of
 from compliance.home import Home
 from compliance.purge import compact_store
 from compliance.settings import Settings, load_settings
-from compliance.shards import shard_home
+from compliance.shards.placement import shard_home
 from compliance.steps import RunContext
-from compliance.store import Store
+from compliance.store.connection import Store
 
 # The run tag Dagster gives a run of one partition (here: one shard).
 PARTITION_TAG = "dagster/partition"

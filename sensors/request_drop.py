@@ -31,14 +31,15 @@ from typing import Any, Callable
 import dagster as dg
 
 from compliance.errors import InputError
-from compliance.home import Home, store_tags
-from compliance.intake import recorded_name
-from compliance.keys import KeyedHasher
-from compliance.requests import odd_file, pending_request_files
+from compliance.home import Home
+from compliance.requests.intake import recorded_name
+from compliance.requests.parsing import odd_file, pending_request_files
 from compliance.settings import Settings, load_settings
-from compliance.shards import shard_home
+from compliance.shards.placement import shard_home
+from compliance.store.keys import KeyedHasher
 from pipelines.jobs import request_job
 from resources import RetentionResource
+from resources.tags import store_tags
 
 SENSOR_NAME = "request_drop_sensor"
 DEFAULT_INTERVAL_SECONDS: int = Settings.model_fields["request_sensor_interval_seconds"].default

@@ -11,9 +11,9 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from compliance.home import HOME_TAG
 from pipelines.jobs import compliance_job, shards_overview_job
 from resources import PARTITION_TAG
+from resources.tags import HOME_TAG
 from sensors.request_drop import ACTIVE_STATUSES
 
 SENSOR_NAME = "shards_overview_sensor"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from compliance.home import Home
-from compliance.store import Store
+from compliance.store.connection import Store
 from support.crm import AS_OF, write_snapshot
 from support.invariants import tenth_invariant
 
@@ -31,7 +31,7 @@ def con(home: Home):
 def ingested_template(tmp_path_factory) -> Home:
     """A home whose store holds the hand-made snapshot s1, ingested once per session (ingest takes a while)."""
     from compliance.clock import parse_as_of
-    from compliance.ingest import ingest_snapshots
+    from compliance.snapshots.ingest import ingest_snapshots
 
     home = Home(tmp_path_factory.mktemp("template") / "home")
     home.init()

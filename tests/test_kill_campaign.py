@@ -30,7 +30,7 @@ def test_three_runs_killed_at_random_moments_each_recover_to_the_uninterrupted_s
 def test_the_checks_find_a_home_that_differs_from_the_reference(tmp_path):
     kill_campaign = load_campaign()
     from compliance.home import Home
-    from compliance.store import Store
+    from compliance.store.connection import Store
 
     home = Home(tmp_path / "home")
     home.init()

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from urllib.parse import quote
 
 from compliance.crm.client import HighLevelClient
-from compliance.files import fsync_path, fsync_tree
+from compliance.store.files import fsync_path, fsync_tree
 from compliance.home import Home
 from compliance.settings import Crm
 

@@ -17,8 +17,8 @@ import duckdb
 
 from compliance.crm.client import CrmAuthError, CrmError, HighLevelClient
 from compliance.settings import Crm
-from compliance.sql import scalar
-from compliance.store import transaction
+from compliance.store.connection import transaction
+from compliance.store.sql import scalar
 
 
 class PushState(StrEnum):

@@ -25,12 +25,12 @@ from compliance.deletion.planning import OUTCOMES, PlanSource
 from compliance.deletion.recording import record_deletion, settle_request
 from compliance.deletion.suppression import suppress_erased
 from compliance.home import OutsideHome
-from compliance.keys import KeyedHasher
+from compliance.store.keys import KeyedHasher
 from compliance.progress import count
-from compliance.schema import BY_NAME
+from compliance.store.schema import BY_NAME
 from compliance.settings import Settings
-from compliance.sql import scalar
-from compliance.store import transaction
+from compliance.store.connection import transaction
+from compliance.store.sql import scalar
 from compliance.vocabulary import BulkActionStatus, ContactState, Outcome, SourceKind
 
 _MEMBERSHIP_OBJECTS = {"campaign_enrollments": ("campaign", "campaign_id"),
@@ -192,7 +192,7 @@ def _cascade_staged(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: d
 
 def _active_sql(table: str) -> str:
     """Whether a membership row (alias t) is active, for the enrollment metrics."""
-    # `active` here is the CRM's own campaign and enrollment status (compliance.schema), not a contact state.
+    # `active` here is the CRM's own campaign and enrollment status (compliance.store.schema), not a contact state.
     if table == "workflow_enrollments":
         return "t.status = 'active'"
     if table == "campaign_enrollments":

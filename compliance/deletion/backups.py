@@ -8,15 +8,15 @@ from pathlib import Path
 
 import duckdb
 
-from compliance.backup import BackupError, BackupManifest, remove_orphans, verify_backup, write_backup
+from compliance.store.backup import BackupError, BackupManifest, remove_orphans, verify_backup, write_backup
 from compliance.errors import first_line
-from compliance.files import folder_bytes
+from compliance.store.files import folder_bytes
 from compliance.home import Home, OutsideHome
 from compliance.progress import Progress, count
-from compliance.schema import ASSOCIATED, MEMBERSHIPS
+from compliance.store.schema import ASSOCIATED, MEMBERSHIPS
 from compliance.settings import Settings
-from compliance.sql import table_exists
-from compliance.store import home_of
+from compliance.store.sql import table_exists
+from compliance.store.connection import home_of
 from compliance.vocabulary import Outcome
 
 

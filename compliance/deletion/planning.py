@@ -10,11 +10,11 @@ import duckdb
 
 from compliance.bulk_actions import new_bulk_action_id
 from compliance.contacts import RULE_EXEMPT_IDS
-from compliance.intake import CURRENT_ATTEMPT, REQUEST_SOURCE_PREFIX
-from compliance.keys import KeyedHasher
+from compliance.requests.intake import CURRENT_ATTEMPT, REQUEST_SOURCE_PREFIX
+from compliance.store.keys import KeyedHasher
 from compliance.rules import Condition, bind_clock, predicate
 from compliance.settings import Rules, Settings
-from compliance.sql import run_sql_file
+from compliance.store.sql import run_sql_file
 from compliance.staff import authorize, recorded_requester
 from compliance.vocabulary import (DELETE_OUTCOMES, LEGAL_REGULATIONS, PLANNED_STATUSES, ContactState, RequestKind,
                                    RequestStatus, SourceKind)

@@ -8,8 +8,8 @@ import duckdb
 
 from compliance.bulk_actions import BulkAction, record_bulk_action, record_items
 from compliance.deletion.planning import PlanSource
-from compliance.intake import REQUEST_SOURCE_PREFIX
-from compliance.sql import one_row, scalar
+from compliance.requests.intake import REQUEST_SOURCE_PREFIX
+from compliance.store.sql import one_row, scalar
 from compliance.vocabulary import BulkActionKind, BulkActionStatus, Outcome, RequestStatus, SourceKind
 
 

@@ -6,8 +6,8 @@ from datetime import datetime
 
 import duckdb
 
-from compliance.keys import KeyedHasher
-from compliance.sql import parameters
+from compliance.store.keys import KeyedHasher
+from compliance.store.sql import parameters
 
 
 def suppress_erased(con: duckdb.DuckDBPyConnection, hasher: KeyedHasher, bulk_action_id: str,

@@ -14,9 +14,9 @@ from compliance.invariants.reductions import NO_BULK_ACTION, deletion_groups, go
 from compliance.invariants.registry import MAX_SAMPLES, Invariant, Row, Run, register
 from compliance.errors import first_line
 from compliance.invariants.results import plural
-from compliance.schema import ASSOCIATED, CONTACT_LINKED, MEMBERSHIPS, TableSpec
+from compliance.store.schema import ASSOCIATED, CONTACT_LINKED, MEMBERSHIPS, TableSpec
 from compliance.settings import Settings
-from compliance.sql import one_row, scalar
+from compliance.store.sql import one_row, scalar
 
 PURGE_RAN = "purge_ran"
 DELETED_CONTACTS_BACKED_UP = "deleted_contacts_backed_up"
@@ -74,7 +74,7 @@ class DeletedContactsBackedUp(_PerDeletion):
     check = "verified_backup"
 
     def reason(self, group: dict[str, Any]) -> str | None:
-        from compliance.backup import BackupError, verify_backup
+        from compliance.store.backup import BackupError, verify_backup
 
         if not group["has_backup"]:
             return "no backup recorded"

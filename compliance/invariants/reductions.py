@@ -7,9 +7,9 @@ from typing import Any
 from compliance.home import OutsideHome
 from compliance.invariants.registry import MAX_SAMPLES, Run
 from compliance.purge import PURGED_LABEL_PREFIX
-from compliance.schema import CONTACT_LINKED, TableSpec
-from compliance.sql import scalar
-from compliance.store import home_of
+from compliance.store.schema import CONTACT_LINKED, TableSpec
+from compliance.store.connection import home_of
+from compliance.store.sql import scalar
 
 NO_BULK_ACTION = "(none)"
 

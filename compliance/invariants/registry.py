@@ -11,7 +11,7 @@ from typing import Any, Callable, ClassVar, Sequence, TypeVar
 
 import duckdb
 
-from compliance.keys import KeyedHasher
+from compliance.store.keys import KeyedHasher
 from compliance.settings import Settings
 
 MAX_SAMPLES = 10

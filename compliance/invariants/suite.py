@@ -20,7 +20,7 @@ import pandas as pd
 from compliance.invariants.registry import Invariant, Row, Run, select
 from compliance.errors import first_line
 from compliance.invariants.results import InvariantSummary, Verdict, summarize
-from compliance.keys import KeyedHasher
+from compliance.store.keys import KeyedHasher
 from compliance.settings import Settings
 
 SUITE_NAME = "retention_invariants"

@@ -7,11 +7,11 @@ from datetime import datetime
 import duckdb
 
 from compliance.bulk_actions import BulkAction, record_bulk_action, record_items
-from compliance.intake import REQUEST_SOURCE_PREFIX
-from compliance.keys import KeyedHasher
+from compliance.requests.intake import REQUEST_SOURCE_PREFIX
+from compliance.store.keys import KeyedHasher
 from compliance.restore.planning import RestoreAction, read_restore_plan
-from compliance.sql import scalar
-from compliance.store import transaction
+from compliance.store.connection import transaction
+from compliance.store.sql import scalar
 from compliance.vocabulary import (BulkActionKind, BulkActionStatus, ContactState, Outcome, RequestKind, RequestStatus,
                                    SourceKind)
 

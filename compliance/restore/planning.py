@@ -10,10 +10,10 @@ import duckdb
 
 from compliance.bulk_actions import new_bulk_action_id
 from compliance.deletion import subject_matches_sql
-from compliance.intake import CURRENT_ATTEMPT, REQUEST_SOURCE_PREFIX
-from compliance.keys import KeyedHasher
+from compliance.requests.intake import CURRENT_ATTEMPT, REQUEST_SOURCE_PREFIX
+from compliance.store.keys import KeyedHasher
 from compliance.settings import Settings
-from compliance.sql import run_sql_file
+from compliance.store.sql import run_sql_file
 from compliance.staff import authorize, recorded_requester
 from compliance.vocabulary import PLANNED_STATUSES, RESTORE_OUTCOMES, RequestKind, RequestStatus, SourceKind
 

@@ -9,10 +9,10 @@ import dagster as dg
 from assets.deletion import (DeletionPlanConfig, applied_deletions, contact_backups, deletion_plan, request_intake,
                              rule_matches)
 from assets.ingest import crm_snapshots
-from compliance.audit import AuditLog
-from compliance.backup import verify_backup
-from compliance.selections import stage_selection
-from compliance.store import Store
+from compliance.evidence.audit import AuditLog
+from compliance.store.backup import verify_backup
+from compliance.deletion.selections import stage_selection
+from compliance.store.connection import Store
 from support.crm import AS_OF, write_request, write_snapshot
 from pipelines.definitions import defs
 from resources import RetentionResource

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.ingest import crm_snapshots
-from compliance.store import Store
+from compliance.store.connection import Store
 from support.crm import AS_OF, base_tables, write_snapshot
 from pipelines.definitions import defs
 from resources import RetentionResource

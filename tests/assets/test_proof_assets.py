@@ -18,8 +18,8 @@ from compliance.clock import parse_as_of
 from compliance.home import Home
 from compliance.invariants import (BACKUPS_WITHIN_RETENTION, DELETED_CONTACTS_BACKED_UP, INVARIANTS,
                                    NO_ORPHANED_ASSOCIATED_DATA, PURGE_RAN, SUPPRESSED_STAY_ERASED)
-from compliance.report import run_folder
-from compliance.store import Store
+from compliance.evidence.report import run_folder
+from compliance.store.connection import Store
 from support.crm import AS_OF, base_tables, write_request, write_snapshot
 from pipelines.definitions import defs
 from resources import RetentionResource

@@ -6,11 +6,11 @@ import dagster as dg
 import pytest
 
 from assets.restore import applied_restores, purged_contacts
-from compliance.audit import AuditLog
+from compliance.evidence.audit import AuditLog
 from compliance.home import Home
-from compliance.keys import KeyedHasher
-from compliance.selections import stage_selection
-from compliance.store import Store
+from compliance.store.keys import KeyedHasher
+from compliance.deletion.selections import stage_selection
+from compliance.store.connection import Store
 from support.crm import copy_home, run_deletion, write_request, write_snapshot
 from pipelines.definitions import defs
 from resources import RetentionResource

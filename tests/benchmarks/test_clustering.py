@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from compliance.home import Home
-from compliance.schema import CONTACT_LINKED
+from compliance.store.schema import CONTACT_LINKED
 
 from benchmarks.clustering import measure, render
 

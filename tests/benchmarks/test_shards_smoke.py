@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from benchmarks.shards import overlapped, sqlite_dagster_yaml
-from compliance.home import STORE_TAG
+from resources.tags import STORE_TAG
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTACTS = 2_000

@@ -10,7 +10,7 @@ import pytest
 
 from compliance.clock import parse_as_of
 from compliance.home import Home
-from compliance.store import Store
+from compliance.store.connection import Store
 from support.cli import run_retention as retention
 from support.crm import AS_OF, store_contents, write_request
 

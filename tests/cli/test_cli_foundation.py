@@ -12,8 +12,8 @@ import yaml
 
 from compliance.clock import parse_as_of
 from compliance.home import Home
-from compliance.ingest import ingest_snapshots
-from compliance.store import Store
+from compliance.snapshots.ingest import ingest_snapshots
+from compliance.store.connection import Store
 from support.cli import run_retention as retention
 from support.crm import AS_OF, base_tables, store_contents, write_snapshot
 

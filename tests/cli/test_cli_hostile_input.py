@@ -8,10 +8,10 @@ import pytest
 
 from compliance.clock import parse_as_of
 from compliance.home import Home
-from compliance.ingest import ingest_snapshots
-from compliance.intake import take_requests
+from compliance.snapshots.ingest import ingest_snapshots
+from compliance.requests.intake import take_requests
 from compliance.settings import load_settings
-from compliance.store import Store
+from compliance.store.connection import Store
 from support.crm import AS_OF, base_tables, store_contents, write_request, write_snapshot
 from test_cli_foundation import one_error_line, retention
 

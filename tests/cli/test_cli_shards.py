@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from compliance.home import Home
-from compliance.shards import shard_of
+from compliance.shards.placement import shard_of
 from support.cli import run_retention
 
 AS_OF = "2026-06-01T00:00:00Z"

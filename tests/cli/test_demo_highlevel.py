@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from compliance.demo_data import staff_ids
+from demo_crm.generator import staff_ids
 
 RETENTION = Path(sys.executable).with_name("retention")
 AS_OF = "2026-11-10T08:00:00Z"

@@ -11,8 +11,8 @@ import textwrap
 from pathlib import Path
 
 from compliance.home import Home
-from compliance.shards import shard_of
-from compliance.store import Store
+from compliance.shards.placement import shard_of
+from compliance.store.connection import Store
 from support.cli import run_retention as retention
 from support.crm import AS_OF, write_request, write_snapshot
 from support.processes import sigkill_once_marked

@@ -10,14 +10,14 @@ import pytest
 from compliance.clock import parse_as_of
 from compliance.deletion import ManualSelection
 from compliance.home import Home
-from compliance.ingest import ingest_snapshots
-from compliance.intake import take_requests
+from compliance.snapshots.ingest import ingest_snapshots
+from compliance.requests.intake import take_requests
 from compliance.invariants import check_invariants
-from compliance.keys import KeyedHasher
+from compliance.store.keys import KeyedHasher
 from compliance.restore import ManualRestore, apply_restores, plan_restores
 from compliance.settings import Rule, Rules, Settings
 from compliance.purge import purge
-from compliance.store import SCHEMA_VERSION, Store, migrate
+from compliance.store.connection import SCHEMA_VERSION, Store, migrate
 from support.crm import AS_OF, base_tables, run_deletion, write_request, write_snapshot
 from test_highlevel import highlevel_crm
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from compliance.audit import GENESIS, AuditError, AuditLog, entry_hash
+from compliance.evidence.audit import GENESIS, AuditError, AuditLog, entry_hash
 
 AT = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
 

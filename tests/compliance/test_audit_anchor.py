@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from compliance.audit import GENESIS, AuditError, canonical, entry_hash
-from compliance.audit_anchor import StoreAuditAnchor, anchored_log, verify_before_writing
-from compliance.store import Store
+from compliance.evidence.audit import GENESIS, AuditError, canonical, entry_hash
+from compliance.evidence.anchor import StoreAuditAnchor, anchored_log, verify_before_writing
+from compliance.store.connection import Store
 from support.crm import AS_OF, store_contents, write_request, write_snapshot
 from pipelines import cli
 

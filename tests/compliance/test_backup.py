@@ -12,8 +12,8 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from compliance.backup import BackupError, remove_backup, remove_orphans, verify_backup, write_backup
-from compliance.ingest import ingest_snapshots
+from compliance.store.backup import BackupError, remove_backup, remove_orphans, verify_backup, write_backup
+from compliance.snapshots.ingest import ingest_snapshots
 from support.crm import write_snapshot
 
 AS_OF = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)

@@ -10,8 +10,8 @@ import pytest
 
 from compliance.clock import parse_as_of
 from compliance.errors import InputError
-from compliance.home import DAGSTER_YAML, DEFAULT_HOME, Home, write_private
-from compliance.keys import KeyedHasher
+from compliance.home import DEFAULT_HOME, Home, write_private
+from compliance.store.keys import KeyedHasher
 
 UTC = timezone.utc
 
@@ -58,13 +58,13 @@ def test_init_creates_the_layout(tmp_path):
 
     created = home.init()
 
-    for path in (home.settings_file, home.rules_file, home.secret_file, home.dagster_home / "dagster.yaml"):
+    for path in (home.settings_file, home.rules_file, home.secret_file):
         assert path.is_file() and path in created
     for folder in (home.snapshots_inbox, home.requests_inbox, home.store_dir, home.backups_dir, home.dagster_home):
         assert folder.is_dir()
     for folder in (home.store_dir, home.backups_dir, home.audit_file.parent, home.dagster_home):
         assert mode(folder) == 0o700, folder
-    assert (home.dagster_home / "dagster.yaml").read_text() == DAGSTER_YAML
+    assert not (home.dagster_home / "dagster.yaml").exists(), "the Dagster instance file is the Dagster layer's"
     assert home.exists()
 
 

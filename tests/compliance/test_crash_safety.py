@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from compliance.audit import AuditLog
-from compliance.backup import verify_backup
+from compliance.evidence.audit import AuditLog
+from compliance.store.backup import verify_backup
 from compliance.clock import parse_as_of
 from compliance.invariants import check_invariants
 from compliance.settings import load_settings
@@ -33,11 +33,11 @@ CHILD = textwrap.dedent("""
     import compliance.deletion.apply as applying
     from compliance.clock import parse_as_of
     from compliance.home import Home
-    from compliance.ingest import ingest_snapshots
-    from compliance.intake import take_requests
-    from compliance.keys import KeyedHasher
+    from compliance.snapshots.ingest import ingest_snapshots
+    from compliance.requests.intake import take_requests
+    from compliance.store.keys import KeyedHasher
     from compliance.settings import load_rules, load_settings
-    from compliance.store import Store
+    from compliance.store.connection import Store
 
     home, marker = Home(Path(sys.argv[1])), Path(sys.argv[2])
     hook, block_at, calls = sys.argv[3], int(sys.argv[4]), []
@@ -173,7 +173,7 @@ def test_a_kill_during_the_runs_apply_leaves_both_bulk_actions_unapplied_and_the
 
     kill_inside_apply(home, tmp_path, function, call)
 
-    from compliance.store import Store
+    from compliance.store.connection import Store
     con = Store(home).connect()
     try:
         assert_nothing_applied_then_the_next_run_applies_both_once(home, con)

@@ -10,9 +10,9 @@ import pytest
 from compliance.clock import parse_as_of
 from compliance.contacts import show_contact
 from compliance.deletion import ManualSelection
-from compliance.ingest import ingest_snapshots
-from compliance.intake import settle_request_files, take_requests
-from compliance.keys import KeyedHasher
+from compliance.snapshots.ingest import ingest_snapshots
+from compliance.requests.intake import settle_request_files, take_requests
+from compliance.store.keys import KeyedHasher
 from compliance.restore import ManualRestore, apply_restores, plan_restores
 from compliance.settings import Rule, Rules, Settings
 from support.crm import AS_OF, base_tables, run_deletion, write_request, write_snapshot

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 import compliance.deletion.backups
-from compliance.audit import AuditLog
-from compliance.backup import BackupError, verify_backup
+from compliance.evidence.audit import AuditLog
+from compliance.store.backup import BackupError, verify_backup
 from compliance.clock import parse_as_of
 from compliance.deletion import ManualSelection
-from compliance.ingest import ingest_snapshots
-from compliance.keys import KeyedHasher
+from compliance.snapshots.ingest import ingest_snapshots
+from compliance.store.keys import KeyedHasher
 from compliance.preview import preview_run
 from compliance.settings import Cascade, Rule, Rules, Settings
 from support.crm import AS_OF, base_tables, run_deletion, store_contents, write_request, write_snapshot

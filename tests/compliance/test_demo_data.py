@@ -12,12 +12,12 @@ import duckdb
 import pytest
 import yaml
 
-from compliance import demo_data
-from compliance.demo_data import SAMPLE_RULES_YAML, TABLES, generate_snapshot, write_sample_requests
+from demo_crm import generator as demo_data
+from demo_crm.generator import SAMPLE_RULES_YAML, TABLES, generate_snapshot, write_sample_requests
 from compliance.home import Home
-from compliance.ingest import ingest_snapshots
-from compliance.schema import BY_NAME, CONTACT_LINKED, MEMBERSHIPS
-from compliance.store import Store
+from compliance.snapshots.ingest import ingest_snapshots
+from compliance.store.schema import BY_NAME, CONTACT_LINKED, MEMBERSHIPS
+from compliance.store.connection import Store
 
 AS_OF = datetime(2026, 11, 10, 8, 0, tzinfo=timezone.utc)
 N = 2_000

@@ -13,8 +13,8 @@ from hypothesis import given, settings, strategies as st
 from compliance import identifiers
 from compliance.clock import parse_as_of
 from compliance.errors import InputError
-from compliance.ingest import ingest_snapshots
-from compliance.schema import TABLES
+from compliance.snapshots.ingest import ingest_snapshots
+from compliance.store.schema import TABLES
 from support.crm import AS_OF, base_tables, write_snapshot
 
 CLOCK = parse_as_of(AS_OF)
@@ -137,7 +137,7 @@ def test_a_highlevel_export_of_documented_shapes_ingests_with_the_right_rows(hom
 
 def test_the_same_crm_as_native_tables_and_as_a_highlevel_export_gives_the_same_store(tmp_path):
     from compliance.home import Home
-    from compliance.store import Store
+    from compliance.store.connection import Store
 
     contents = []
     for name, build in (("native", lambda f: write_snapshot(f)), ("highlevel", highlevel_crm)):
@@ -190,7 +190,7 @@ def test_unparseable_phones_are_counted_and_matched_on_their_digits(home, con):
 
 def test_native_additional_identifiers_are_comma_separated_in_csv_and_lists_in_parquet(tmp_path):
     from compliance.home import Home
-    from compliance.store import Store
+    from compliance.store.connection import Store
 
     keys = []
     for fmt in ("csv", "parquet"):
@@ -296,8 +296,8 @@ def test_any_whitespace_and_case_variant_of_an_email_has_the_same_key(local, dom
 
 
 def test_pages_that_do_not_fit_duckdbs_memory_are_named_as_memory_not_as_bad_json(home):
-    from compliance.demo_data import generate_snapshot
-    from compliance.store import Store
+    from demo_crm.generator import generate_snapshot
+    from compliance.store.connection import Store
 
     generate_snapshot(home.snapshots_inbox / "s1", contacts=200, as_of=parse_as_of(AS_OF), fmt="highlevel")
 

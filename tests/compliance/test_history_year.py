@@ -16,21 +16,21 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from compliance import demo_data
+from demo_crm import generator as demo_data
 from compliance.deletion import ManualSelection, apply_deletions, back_up, build_plan
-from compliance.history import CHARTS, DAYS_LEFT_BUCKETS, SOURCE_GROUPS, build_history
+from compliance.evidence.history import CHARTS, DAYS_LEFT_BUCKETS, SOURCE_GROUPS, build_history
 from compliance.home import Home
-from compliance.ingest import ingest_snapshots
-from compliance.intake import take_requests
+from compliance.snapshots.ingest import ingest_snapshots
+from compliance.requests.intake import take_requests
 from compliance.invariants import InvariantSummary
-from compliance.keys import KeyedHasher
-from compliance.metrics import request_metrics
+from compliance.store.keys import KeyedHasher
+from compliance.evidence.metrics import request_metrics
 from compliance.purge import purge
-from compliance.records import bulk_actions, request_records
-from compliance.report import write_report
+from compliance.requests.records import bulk_actions, request_records
+from compliance.evidence.report import write_report
 from compliance.restore import apply_restores, plan_restores
 from compliance.settings import load_rules, load_settings
-from compliance.store import Store
+from compliance.store.connection import Store
 
 START = datetime(2026, 1, 1, 2, 0, tzinfo=timezone.utc)
 DAYS = 365

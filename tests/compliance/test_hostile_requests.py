@@ -7,7 +7,7 @@ import os
 import threading
 from pathlib import Path
 
-from compliance.requests import parse_request_file, pending_request_files
+from compliance.requests.parsing import parse_request_file, pending_request_files
 
 REQUEST = {"request_id": "R-1", "kind": "erasure", "regulation": "gdpr", "requested_by": "u-admin-1",
            "received_at": "2026-11-01T09:30:00Z", "confirm": "DELETE", "subjects": [{"contact_id": "c-1"}]}

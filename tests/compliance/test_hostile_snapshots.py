@@ -12,8 +12,8 @@ import pytest
 
 from compliance.clock import parse_as_of
 from compliance.errors import InputError
-from compliance.ingest import FIELD_LIMIT_BYTES, ingest_snapshots
-from compliance.store import Store
+from compliance.snapshots.ingest import FIELD_LIMIT_BYTES, ingest_snapshots
+from compliance.store.connection import Store
 from support.crm import AS_OF, base_tables, store_contents, write_snapshot
 
 CLOCK = parse_as_of(AS_OF)

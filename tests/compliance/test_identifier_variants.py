@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from compliance import identifiers
-from compliance.requests import Subject
+from compliance.requests.parsing import Subject
 from support.crm import base_tables, run_deletion, write_request, write_snapshot
 
 EDGE_CHARACTERS = sorted({chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()}

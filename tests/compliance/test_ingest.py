@@ -12,10 +12,10 @@ import pytest
 from compliance.clock import parse_as_of
 from compliance.errors import InputError
 from compliance.home import Home
-from compliance.ingest import ingest_snapshots
-from compliance.keys import KeyedHasher
-from compliance.schema import CONTACT_LINKED, TABLES
-from compliance.store import Store
+from compliance.snapshots.ingest import ingest_snapshots
+from compliance.store.keys import KeyedHasher
+from compliance.store.schema import CONTACT_LINKED, TABLES
+from compliance.store.connection import Store
 from support.crm import AS_OF, base_tables, store_contents, write_snapshot
 
 CLOCK = parse_as_of(AS_OF)

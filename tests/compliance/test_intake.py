@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from compliance.audit import AuditLog
+from compliance.evidence.audit import AuditLog
 from compliance.clock import parse_as_of
-from compliance.intake import take_requests
+from compliance.requests.intake import take_requests
 from compliance.settings import Settings
 from support.crm import AS_OF, run_deletion, store_contents, write_request
 

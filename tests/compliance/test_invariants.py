@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-import compliance.backup
+import compliance.store.backup
 from compliance import invariants as inv
-from compliance.backup import write_backup
+from compliance.store.backup import write_backup
 from compliance.invariants import INVARIANTS, check_invariants
-from compliance.keys import KeyedHasher
-from compliance.schema import CONTACT_LINKED
+from compliance.store.keys import KeyedHasher
+from compliance.store.schema import CONTACT_LINKED
 from compliance.settings import Settings
 from support.crm import base_tables
 
@@ -338,13 +338,13 @@ def test_only_checks_the_named_invariants(store, home):
 
 def test_each_backup_is_verified_once_however_many_contacts_it_holds(store, home, monkeypatch):
     calls: list[Path] = []
-    real = compliance.backup.verify_backup
+    real = compliance.store.backup.verify_backup
 
     def counting(folder, manifest_sha256=None):
         calls.append(Path(folder))
         return real(folder, manifest_sha256)
 
-    monkeypatch.setattr(compliance.backup, "verify_backup", counting)
+    monkeypatch.setattr(compliance.store.backup, "verify_backup", counting)
     store.execute("INSERT INTO contact_lifecycle (contact_id, state, deleted_at, deleted_by) "
                   "SELECT 'c-' || i, 'deleted', ?, 'ba-1' FROM range(10, 30) AS r(i)", [DELETED_AT])
     result = check(store, home, only=["deleted_contacts_backed_up"]).by_name("deleted_contacts_backed_up")

@@ -10,7 +10,7 @@ import duckdb
 from compliance import steps
 from compliance.home import Home
 from compliance.settings import load_settings
-from compliance.store import Store
+from compliance.store.connection import Store
 from support.crm import AS_OF, write_request, write_snapshot
 from compliance.clock import parse_as_of
 from pipelines import cli

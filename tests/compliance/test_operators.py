@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from compliance.audit import AuditLog
+from compliance.evidence.audit import AuditLog
 from compliance.errors import InputError
 from compliance.operators import Operator, check_operator, current_operator
 from compliance.settings import Settings, load_settings

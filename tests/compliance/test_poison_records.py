@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from compliance.audit import AuditLog, personal_data_kind
-from compliance.redaction import WITHHELD_TEXT, redact_text
+from compliance.evidence.audit import AuditLog, personal_data_kind
+from compliance.requests.redaction import WITHHELD_TEXT, redact_text
 from support.crm import base_tables, run_deletion, write_request, write_snapshot
 
 RAW = ("ann.lee@example.com", "+1 555 010 9999", "bob@example.com")

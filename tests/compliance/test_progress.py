@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from compliance.clock import parse_as_of
-from compliance.ingest import ingest_snapshots
+from compliance.snapshots.ingest import ingest_snapshots
 from compliance.progress import StepProgress, count
 from support.crm import AS_OF, write_snapshot
 

@@ -7,11 +7,11 @@ import json
 import pytest
 
 import compliance.deletion.backups
-from compliance.audit import AuditLog
-from compliance.backup import BackupError
+from compliance.evidence.audit import AuditLog
+from compliance.store.backup import BackupError
 from compliance.clock import parse_as_of
-from compliance.intake import take_requests
-from compliance.records import audit_new_records, bulk_actions, request_records
+from compliance.requests.intake import take_requests
+from compliance.requests.records import audit_new_records, bulk_actions, request_records
 from compliance.settings import Settings
 from support.crm import AS_OF, run_deletion, write_request
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from compliance import identifiers, schema
-from compliance.requests import (
+from compliance import identifiers
+from compliance.store import schema
+from compliance.requests.parsing import (
     REQUEST_CSV_COLUMNS,
     Request,
     Subject,

@@ -6,11 +6,11 @@ from datetime import timedelta
 
 import pytest
 
-from compliance.audit import AuditLog
+from compliance.evidence.audit import AuditLog
 from compliance.clock import parse_as_of
 from compliance.deletion import apply_deletions, build_plan, plan_items
 from compliance.errors import InputError
-from compliance.keys import KeyedHasher
+from compliance.store.keys import KeyedHasher
 from compliance.rules import TRIGGERS, build_triggers, bind_clock, predicate
 from compliance.settings import Rule, Rules, Settings, load_rules
 from support.crm import AS_OF, run_deletion

@@ -177,7 +177,7 @@ def test_a_memory_limit_that_is_not_a_number_and_a_unit_is_refused(tmp_path, val
 
 
 def test_a_memory_limit_given_to_the_store_directly_cannot_inject_sql(home, tmp_path):
-    from compliance.store import Store
+    from compliance.store.connection import Store
 
     pwned = tmp_path / "pwned.csv"
     crafted = f"2GB'; COPY (SELECT 42) TO '{pwned}'; SET threads='1"

@@ -13,10 +13,10 @@ import duckdb
 import pytest
 
 from compliance.home import Home
-from compliance.shard_invariants import (CONTACTS_IN_ONE_SHARD, CONTACTS_IN_THEIR_SHARD, DESCRIPTIONS,
+from compliance.shards.invariants import (CONTACTS_IN_ONE_SHARD, CONTACTS_IN_THEIR_SHARD, DESCRIPTIONS,
                                          REQUEST_FILES_IN_EVERY_SHARD, SHARDS_PROVEN, check_shard_invariants)
-from compliance.shards import shard_of
-from compliance.store import Store
+from compliance.shards.placement import shard_of
+from compliance.store.connection import Store
 
 AS_OF = "2026-01-01T12:00:00Z"
 

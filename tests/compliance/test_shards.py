@@ -10,12 +10,12 @@ import pytest
 
 from compliance.errors import InputError
 from compliance.home import Home
-from compliance.ingest import ingest_snapshots
-from compliance.intake import take_requests
+from compliance.snapshots.ingest import ingest_snapshots
+from compliance.requests.intake import take_requests
 from compliance.settings import load_settings
-from compliance.shards import (check_shard_layout, set_shard_count, shard_home, shard_homes, shard_of, shard_of_sql,
+from compliance.shards.placement import (check_shard_layout, set_shard_count, shard_home, shard_homes, shard_of, shard_of_sql,
                                stores_found)
-from compliance.store import Store
+from compliance.store.connection import Store
 from support.crm import base_tables, write_request, write_snapshot
 
 AS_OF = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)

@@ -7,13 +7,13 @@ import stat
 import duckdb
 import pytest
 
-import compliance.store as store_module
+import compliance.store.connection as store_module
 from compliance.clock import parse_as_of
-from compliance.demo_data import generate_snapshot
+from demo_crm.generator import generate_snapshot
 from compliance.errors import InputError
 from compliance.home import Home
-from compliance.ingest import ingest_snapshots
-from compliance.store import MIGRATIONS, SCHEMA_VERSION, Store, migrate, schema_version, transaction
+from compliance.snapshots.ingest import ingest_snapshots
+from compliance.store.connection import MIGRATIONS, SCHEMA_VERSION, Store, migrate, schema_version, transaction
 from support.crm import AS_OF
 
 

@@ -11,15 +11,15 @@ import time
 
 import pytest
 
-import compliance.store as store_module
-from compliance.audit import AuditLog
-from compliance.backup import MANIFEST, remove_orphans
+import compliance.store.connection as store_module
+from compliance.evidence.audit import AuditLog
+from compliance.store.backup import MANIFEST, remove_orphans
 from compliance.clock import parse_as_of
 from compliance.home import Home, OutsideHome
 from compliance.purge import purge
-from compliance.keys import KeyedHasher
+from compliance.store.keys import KeyedHasher
 from compliance.settings import Settings
-from compliance.store import (LOCK_INFO, MIGRATIONS, SCHEMA_VERSION, Store, StoreBusy, StoreMissing, migrate,
+from compliance.store.connection import (LOCK_INFO, MIGRATIONS, SCHEMA_VERSION, Store, StoreBusy, StoreMissing, migrate,
                               refuse_missing_store)
 from support.crm import run_deletion, write_request, write_snapshot
 
@@ -172,7 +172,7 @@ HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from compliance.home import Home
-    from compliance.store import Store
+    from compliance.store.connection import Store
 
     con = Store(Home(Path(sys.argv[1]))).connect()
     Path(sys.argv[2]).write_text("holding")

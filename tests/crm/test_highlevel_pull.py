@@ -135,9 +135,9 @@ def test_a_missing_token_variable_is_named_without_a_request(home, standin, monk
 
 
 def test_the_normal_ingest_reads_a_pulled_snapshot_as_the_stand_in_holds_it(home, con, standin):
-    pytest.importorskip("compliance.highlevel", reason="the HighLevel snapshot reader (issue 14, H4's branch) is "
+    pytest.importorskip("compliance.snapshots.highlevel", reason="the HighLevel snapshot reader (issue 14, H4's branch) is "
                                                        "not merged yet")
-    from compliance.ingest import ingest_snapshots
+    from compliance.snapshots.ingest import ingest_snapshots
 
     with open_client(crm_for(standin)) as client:
         pull_snapshot(client, home, crm_for(standin), as_of=AS_OF)

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import pytest
 import yaml
 
-from compliance.backup import verify_backup
+from compliance.store.backup import verify_backup
 from compliance.crm.client import CrmAuthError, open_client
 from compliance.crm.push import RESTORE_IN_CRM, crm_outcomes, push_deletions
 from compliance.deletion import ManualSelection
@@ -211,7 +211,7 @@ def test_contacts_of_other_locations_than_the_crm_s_are_not_pushed(home, con, se
 
 def test_status_shows_each_push_outcome_and_a_restored_pushed_contact_needs_a_crm_restore(home, con, serve):
     from compliance.restore import ManualRestore, apply_restores, plan_restores
-    from compliance.keys import KeyedHasher
+    from compliance.store.keys import KeyedHasher
     from compliance.settings import load_settings
 
     delete_all(home, con, 2)
@@ -241,7 +241,7 @@ from compliance.crm.client import open_client
 from compliance.crm.push import push_deletions
 from compliance.home import Home
 from compliance.settings import load_settings
-from compliance.store import Store
+from compliance.store.connection import Store
 home = Home(Path(sys.argv[1]))
 crm = load_settings(home.settings_file).crm
 push_deletions(Store(home).connect(), crm, lambda: open_client(crm), as_of=datetime.now(timezone.utc))
@@ -268,7 +268,7 @@ def test_a_push_killed_mid_way_then_run_again_deletes_each_contact_once_and_only
     state.released.set()
     time.sleep(0.2)
 
-    from compliance.store import Store
+    from compliance.store.connection import Store
     with Store(home).connect() as again:
         killed_at = dict(again.execute("SELECT state, count(*) FROM crm_outbox GROUP BY 1").fetchall())
         result = push(again, crm_for(state, requests_per_10s=10_000))

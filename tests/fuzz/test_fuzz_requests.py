@@ -12,10 +12,10 @@ from hypothesis import given, strategies as st
 
 from compliance.clock import parse_as_of
 from compliance.home import Home
-from compliance.intake import take_requests
-from compliance.requests import JSON_KEYS, REQUEST_CSV_COLUMNS, parse_request_file
+from compliance.requests.intake import take_requests
+from compliance.requests.parsing import JSON_KEYS, REQUEST_CSV_COLUMNS, parse_request_file
 from compliance.settings import load_settings
-from compliance.store import Store
+from compliance.store.connection import Store
 from support.crm import AS_OF, write_snapshot
 from fuzzing import EMAILS, HOSTILE, PHONES, TEXT, planted, profile
 

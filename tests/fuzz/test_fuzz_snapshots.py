@@ -14,9 +14,9 @@ from hypothesis import given, strategies as st
 from compliance.clock import parse_as_of
 from compliance.errors import InputError
 from compliance.home import Home
-from compliance.ingest import ingest_snapshots
-from compliance.schema import CONTACTS
-from compliance.store import Store
+from compliance.snapshots.ingest import ingest_snapshots
+from compliance.store.schema import CONTACTS
+from compliance.store.connection import Store
 from support.crm import AS_OF, base_tables, store_contents, write_snapshot
 from fuzzing import EMAILS, HOSTILE, PHONES, TEXT, planted, profile
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import dagster as dg
 
 import compliance
-from compliance.home import DAGSTER_YAML
 from pipelines.definitions import defs
+from pipelines.instance import DAGSTER_YAML
 
 
 def test_the_definitions_load_with_the_compliance_job():
@@ -72,3 +72,18 @@ def test_dagster_validates_the_definitions(tmp_path):
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "pipelines.definitions" in result.stdout + result.stderr
+
+
+def test_the_instance_file_is_written_once_with_telemetry_off_and_an_edited_one_is_kept(tmp_path):
+    from compliance.home import Home
+    from pipelines.instance import write_instance_yaml
+
+    home = Home(tmp_path / "home")
+    home.init()
+    instance_file = home.dagster_home / "dagster.yaml"
+
+    assert write_instance_yaml(home) == [instance_file]
+    assert instance_file.read_text() == DAGSTER_YAML and "enabled: false" in DAGSTER_YAML
+    instance_file.write_text(DAGSTER_YAML + "# mine\n")
+    assert write_instance_yaml(home) == []
+    assert instance_file.read_text().endswith("# mine\n")

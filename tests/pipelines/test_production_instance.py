@@ -15,11 +15,13 @@ import duckdb
 import pytest
 import yaml
 
-from compliance import demo_data
+from demo_crm import generator as demo_data
 from compliance.errors import InputError
-from compliance.home import DAGSTER_YAML, STORE_TAG, Home, postgres_dagster_yaml, store_tags
-from compliance.shards import shard_of
-from compliance.store import Store
+from pipelines.instance import DAGSTER_YAML, postgres_dagster_yaml
+from resources.tags import STORE_TAG, store_tags
+from compliance.home import Home
+from compliance.shards.placement import shard_of
+from compliance.store.connection import Store
 from pipelines.runner import instance_for, launch_job
 from pipelines.serve import Child, environment, stop, write_workspace
 from resources import PARTITION_TAG

@@ -14,11 +14,12 @@ import duckdb
 import pytest
 
 from assets.shards import SHARDS_OVERVIEW
-from compliance import demo_data
-from compliance.home import HOME_TAG, Home, store_tags
-from compliance.shard_invariants import DESCRIPTIONS
-from compliance.shards import set_shard_count, shard_homes, shard_of
-from compliance.store import Store
+from demo_crm import generator as demo_data
+from resources.tags import HOME_TAG, store_tags
+from compliance.home import Home
+from compliance.shards.invariants import DESCRIPTIONS
+from compliance.shards.placement import set_shard_count, shard_homes, shard_of
+from compliance.store.connection import Store
 from pipelines.definitions import build_definitions
 from pipelines.runner import execute_job
 from resources import PARTITION_TAG, RetentionResource

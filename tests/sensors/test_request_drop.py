@@ -16,14 +16,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from compliance.audit import AuditLog
+from compliance.evidence.audit import AuditLog
 from compliance.clock import parse_as_of
 from compliance.errors import InputError
 from compliance.home import Home
-from compliance.intake import WITHHELD_REASON, extend_request, prune_request_records, take_requests
-from compliance.records import audit_new_records, deadline_report, request_records
+from compliance.requests.intake import WITHHELD_REASON, extend_request, prune_request_records, take_requests
+from compliance.requests.records import audit_new_records, deadline_report, request_records
 from compliance.settings import Settings
-from compliance.store import Store
+from compliance.store.connection import Store
 from support.crm import write_request
 from pipelines.definitions import defs
 from pipelines.runner import instance_for

@@ -13,8 +13,8 @@ from pathlib import Path
 import duckdb
 
 from compliance.home import Home
-from compliance.schema import TABLES
-from compliance.store import Store
+from compliance.store.schema import TABLES
+from compliance.store.connection import Store
 
 AS_OF = "2026-01-01T12:00:00Z"
 

@@ -22,12 +22,12 @@ from typing import Iterator
 import duckdb
 
 from compliance.home import Home
-from compliance.keys import KeyedHasher
-from compliance.records import SHARD_BULK_ACTIONS
-from compliance.shards import shard_homes
-from compliance.sql import quote_identifier, sql_string
+from compliance.store.keys import KeyedHasher
+from compliance.requests.records import SHARD_BULK_ACTIONS
+from compliance.shards.placement import shard_homes
+from compliance.store.sql import quote_identifier, sql_string
 from compliance.staff import register_scope
-from compliance.store import Store, configure
+from compliance.store.connection import Store, configure
 from compliance.vocabulary import RequestStatus
 
 # Columns of a request record taken from the shards as they are (the same in every shard that recorded it).

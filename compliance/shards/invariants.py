@@ -1,7 +1,7 @@
 """The invariants of a home of shards taken whole: what no single shard's retention_invariants can see.
 
 Each shard proves its own store (its partition's retention_invariants). What only the whole home shows is checked
-here, over every shard's store attached read-only (compliance.shard_views.whole_home) and the shards' saved results:
+here, over every shard's store attached read-only (compliance.shards.views.whole_home) and the shards' saved results:
 
 - every contact sits in the store of its location's shard (a contact in a wrong shard escapes that location's
   rules and requests there);
@@ -19,13 +19,13 @@ from pathlib import Path
 import duckdb
 
 from compliance.home import Home
-from compliance.intake import recorded_name
+from compliance.requests.intake import recorded_name
 from compliance.invariants import MAX_SAMPLES, InvariantResult
-from compliance.report import load_invariants
-from compliance.requests import odd_file, pending_request_files
-from compliance.shard_views import shard_catalog, whole_home
-from compliance.shards import shard_homes, shard_of_sql
-from compliance.sql import quote_identifier
+from compliance.evidence.report import load_invariants
+from compliance.requests.parsing import odd_file, pending_request_files
+from compliance.shards.views import shard_catalog, whole_home
+from compliance.shards.placement import shard_homes, shard_of_sql
+from compliance.store.sql import quote_identifier
 from compliance.vocabulary import FINAL_STATUSES
 
 CONTACTS_IN_THEIR_SHARD = "contacts_in_their_shard"
@@ -40,7 +40,7 @@ DESCRIPTIONS: dict[str, str] = {
                                   "by every shard.",
     SHARDS_PROVEN: "Each shard's last retention_invariants result passed.",
 }
-# Where a shard's run keeps its invariant results (compliance.report.save_invariants), one folder per run.
+# Where a shard's run keeps its invariant results (compliance.evidence.report.save_invariants), one folder per run.
 _RESULTS_FILE = "invariants.json"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from compliance.audit import personal_data_kind
+from compliance.evidence.audit import personal_data_kind
 
 # What a parse or refusal message quotes (repr of a value, or a value in double quotes).
 _QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 
-from compliance.audit import AuditLog, AuditVerification
+from compliance.evidence.audit import AuditLog, AuditVerification
 from compliance.home import Home
 
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import duckdb
 
-from compliance.files import folder_bytes
-from compliance.metrics import ANSWERED_SQL
-from compliance.store import home_of
+from compliance.store.files import folder_bytes
+from compliance.evidence.metrics import ANSWERED_SQL
+from compliance.store.connection import home_of
 
 # Where a deletion came from, by the bulk action's source ("request <file>", "rule <name>", "manual") and whether
 # the request was a legal erasure; never the file or rule name, which a user may have named after a person.

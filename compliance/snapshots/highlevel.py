@@ -15,9 +15,9 @@ from pathlib import Path
 import duckdb
 
 from compliance.errors import InputError
-from compliance.schema import BY_NAME, TABLES
-from compliance.snapshot_formats import SnapshotFormat, Source, empty_source, native_file, native_source, register
-from compliance.sql import sql_string
+from compliance.store.schema import BY_NAME, TABLES
+from compliance.snapshots.formats import SnapshotFormat, Source, empty_source, native_file, native_source, register
+from compliance.store.sql import sql_string
 
 FOLDER = "highlevel"
 SUFFIXES = (".json", ".jsonl")

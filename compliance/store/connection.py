@@ -15,14 +15,14 @@ from typing import Callable, Iterator
 
 import duckdb
 
-from compliance.audit import personal_data_kind
+from compliance.evidence.audit import personal_data_kind
 from compliance.errors import InputError
 from compliance.home import SHARD_FOLDER, Home, write_private
 from compliance.identifiers import CONTACT_KEYS_SELECT
-from compliance.keys import KeyedHasher
-from compliance.schema import CONTACTS, TABLES, TableSpec
+from compliance.store.keys import KeyedHasher
+from compliance.store.schema import CONTACTS, TABLES, TableSpec
 from compliance.settings import memory_bytes, valid_memory_limit
-from compliance.sql import table_exists
+from compliance.store.sql import table_exists
 from compliance.staff import register_scope
 
 

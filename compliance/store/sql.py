@@ -2,7 +2,7 @@
 
 A SQL file takes every value (as_of, windows, policies, the vocabulary of compliance.vocabulary) as a `$name`
 parameter, never as a pasted literal; it calls the keyed hash by its macro name `retention_keyed_hash(kind, value)`
-(compliance.keys), which the connection must have registered (Store.connect does).
+(compliance.store.keys), which the connection must have registered (Store.connect does).
 """
 
 from __future__ import annotations

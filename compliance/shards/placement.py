@@ -17,7 +17,7 @@ import duckdb
 from compliance.errors import InputError
 from compliance.home import SHARD_FOLDER, Home, shard_name
 from compliance.settings import MAX_SHARDS, load_settings
-from compliance.sql import scalar
+from compliance.store.sql import scalar
 
 # The first 8 bytes of the sha256 of the location id, big-endian, modulo the shard count: the same in Python and in
 # DuckDB (SHARD_OF_SQL), in every process and version (never Python's salted hash()). A missing location is ''.

@@ -9,7 +9,7 @@ from typing import Sequence
 import duckdb
 
 from compliance.errors import InputError
-from compliance.sql import scalar
+from compliance.store.sql import scalar
 
 ABANDONED_AFTER = timedelta(hours=1)
 

@@ -17,8 +17,8 @@ import duckdb
 
 from compliance.clock import utc_iso
 from compliance.errors import first_line
-from compliance.files import fsync_path
-from compliance.sql import scalar
+from compliance.store.files import fsync_path
+from compliance.store.sql import scalar
 
 MANIFEST = "manifest.json"
 FORMATS = ("csv", "parquet")

@@ -13,17 +13,17 @@ from typing import Any, Callable
 
 import duckdb
 
-from compliance.audit import AuditLog, personal_data_kind
+from compliance.evidence.audit import AuditLog, personal_data_kind
 from compliance.errors import InputError
 from compliance.home import Home, shard_name
-from compliance.redaction import redact_text
-from compliance.requests import (Request, RequestFile, add_months, archive, due_at, parse_request_file,
+from compliance.requests.redaction import redact_text
+from compliance.requests.parsing import (Request, RequestFile, add_months, archive, due_at, parse_request_file,
                                  pending_request_files, quarantine)
 from compliance.settings import Deadlines, Settings
-from compliance.shards import shard_count
-from compliance.sql import scalar
+from compliance.shards.placement import shard_count
+from compliance.store.sql import scalar
 from compliance.staff import authorize, recorded_requester
-from compliance.store import transaction
+from compliance.store.connection import transaction
 from compliance.vocabulary import (ANSWERED_STATUSES, FINAL_STATUSES, LEGAL_REGULATIONS, PLANNED_STATUSES, RequestKind,
                                    RequestStatus)
 
@@ -270,7 +270,7 @@ def extend_request(con: duckdb.DuckDBPyConnection, request_id: str, reason: str 
                    deadlines: Deadlines | None = None, requested_by: str | None = None) -> dict[str, Any]:
     """Extend an open request's deadline once, with notice of why (GDPR Art. 12(3), CCPA regs 7021(b)).
 
-    The new due date is compliance.requests.due_at of the request as extended: received_at plus gdpr_months plus
+    The new due date is compliance.requests.parsing.due_at of the request as extended: received_at plus gdpr_months plus
     gdpr_extension_months (GDPR), or ccpa_days plus ccpa_extension_days (CCPA). The requester must be told of
     the extension within the first period, so it is refused once the original due date has passed; it is also
     refused for a request already answered, already extended, or without a statutory deadline (internal).

@@ -19,8 +19,8 @@ import duckdb
 
 from compliance.errors import InputError
 from compliance.registry import registrar
-from compliance.schema import TABLES, TableSpec
-from compliance.sql import quote_identifier, sql_string
+from compliance.store.schema import TABLES, TableSpec
+from compliance.store.sql import quote_identifier, sql_string
 
 FILE_SUFFIXES = ("csv", "parquet")
 # The longest value a snapshot field may hold. Longer is a broken export (or an attack), not CRM data; DuckDB's CSV
@@ -197,7 +197,7 @@ def csv_header(path: Path, where: str) -> list[str]:
 def check_column_names(names: list[str], where: str) -> None:
     """Refuse a column name that is empty, too long, not UTF-8, holds a control character, or repeats another.
 
-    Names are quoted by compliance.sql.quote_identifier wherever they reach SQL; these are refused because a
+    Names are quoted by compliance.store.sql.quote_identifier wherever they reach SQL; these are refused because a
     message could not show them on one line, or because DuckDB would silently rename one of them.
 
     Raises:

@@ -7,10 +7,10 @@ from typing import Any
 
 import duckdb
 
-from compliance.audit import AuditLog, personal_data_kind
+from compliance.evidence.audit import AuditLog, personal_data_kind
 from compliance.clock import utc_iso
-from compliance.redaction import audited_requester, redact_text
-from compliance.sql import one_row
+from compliance.requests.redaction import audited_requester, redact_text
+from compliance.store.sql import one_row
 from compliance.vocabulary import (ANSWERED_STATUSES, COUNTED_OUTCOMES, DONE_OUTCOME, FINAL_STATUSES, Deadline,
                                    RequestStatus, values)
 
@@ -69,7 +69,7 @@ def request_records(con: duckdb.DuckDBPyConnection, *, as_of: datetime) -> list[
     Returns:
         The `requests --json` objects of PRODUCT.md section 3, plus `deadline`: overdue, due_soon, met or null.
     """
-    # The whole home of several shards (compliance.shard_views) also lists each shard's bulk action of a request.
+    # The whole home of several shards (compliance.shards.views) also lists each shard's bulk action of a request.
     columns = _REQUEST_COLUMNS + tuple(
         name for (name,) in con.execute("SELECT column_name FROM (DESCRIBE requests)").fetchall()
         if name == SHARD_BULK_ACTIONS)

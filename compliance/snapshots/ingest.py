@@ -12,18 +12,18 @@ from pathlib import Path
 
 import duckdb
 
-from compliance import highlevel  # noqa: F401  (registers the HighLevel snapshot format)
+from compliance.snapshots import highlevel  # noqa: F401  (registers the HighLevel snapshot format)
 from compliance import identifiers
 from compliance.errors import InputError
 from compliance.home import Home
-from compliance.keys import KeyedHasher
-from compliance.schema import ALLOWED_VALUES, CONTACT_LINKED, CONTACTS
+from compliance.store.keys import KeyedHasher
+from compliance.store.schema import ALLOWED_VALUES, CONTACT_LINKED, CONTACTS
 from compliance.settings import load_settings
-from compliance.shards import shard_count, shard_of_sql
-from compliance.snapshot_formats import FIELD_LIMIT_BYTES, Source, format_of, refuse_odd_file, unreadable
+from compliance.shards.placement import shard_count, shard_of_sql
+from compliance.snapshots.formats import FIELD_LIMIT_BYTES, Source, format_of, refuse_odd_file, unreadable
 from compliance.progress import Progress, count
-from compliance.sql import one_row, quote_identifier, scalar
-from compliance.store import transaction
+from compliance.store.sql import one_row, quote_identifier, scalar
+from compliance.store.connection import transaction
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ from typing import Any
 
 import duckdb
 
-from compliance.history import CHARTS, build_history, inline_svg, write_charts
+from compliance.evidence.history import CHARTS, build_history, inline_svg, write_charts
 from compliance.home import Home
 from compliance.invariants import InvariantResult, InvariantSummary
-from compliance.metrics import METRICS_HEADER, metrics_table, request_metrics
-from compliance.records import bulk_actions, request_records
+from compliance.evidence.metrics import METRICS_HEADER, metrics_table, request_metrics
+from compliance.requests.records import bulk_actions, request_records
 
 
 def run_folder(home: Home, *, run_id: str, as_of: datetime) -> Path:
