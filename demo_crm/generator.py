@@ -7,6 +7,7 @@ import json
 import math
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -134,6 +135,14 @@ _NATIVE_BESIDE = ("activities", "campaign_enrollments", "workflow_enrollments", 
 
 _DAY = 86_400
 _YEAR = 365 * _DAY
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
+    """The value in the one row an aggregate or a COPY returns (a count, a min)."""
+    row = con.execute(sql).fetchone()
+    if row is None:
+        raise LookupError(f"no row from {sql[:80]!r}")
+    return row[0]
 
 
 def _lit(value: object) -> str:
@@ -388,7 +397,7 @@ def generate_snapshot(snapshot_dir: Path, *, contacts: int = 10_000, seed: int =
         for table in TABLES:
             target = str(snapshot_dir / f"{table}.{fmt}").replace("'", "''")
             sql = _table_sql(table, fmt, locations)
-            counts[table] = con.execute(f"COPY ({sql}) TO '{target}' ({options})").fetchone()[0]
+            counts[table] = _scalar(con, f"COPY ({sql}) TO '{target}' ({options})")
         return counts
     finally:
         con.close()
@@ -422,7 +431,7 @@ def _generate_highlevel(snapshot_dir: Path, n: int, seed: int, as_of: datetime) 
         for table in TABLES:
             sql = _contacts_sql("parquet", keep=", i") if table == "contacts" else _table_sql(table, "parquet")
             con.execute(f"CREATE TEMP TABLE t_{table} AS {sql}")
-            counts[table] = con.execute(f"SELECT count(*) FROM t_{table}").fetchone()[0]
+            counts[table] = _scalar(con, f"SELECT count(*) FROM t_{table}")
         for table in _NATIVE_BESIDE:
             ids = [row[0] for row in con.execute(f"DESCRIBE t_{table}").fetchall() if row[0].endswith("_id")]
             target = str(snapshot_dir / f"{table}.parquet").replace("'", "''")
@@ -529,7 +538,7 @@ def sample_rules_yaml(snapshot_dir: Path) -> str:
 def example_contact_id(snapshot_dir: Path) -> str:
     """The id of the first contact of a generated snapshot (c-0000001 in the native formats)."""
     with duckdb.connect() as con:
-        return con.execute(f"SELECT min(contact_id) FROM {_relation(Path(snapshot_dir), 'contacts')}").fetchone()[0]
+        return _scalar(con, f"SELECT min(contact_id) FROM {_relation(Path(snapshot_dir), 'contacts')}")
 
 
 def _relation(snapshot_dir: Path, table: str) -> str:
@@ -622,7 +631,7 @@ def write_sample_requests(requests_dir: Path, snapshot_dir: Path, *, as_of: date
         solo = "email_n = 1 AND phone_n <= 1"
         by_id = _take(con, taken, solo)
         # Prefer an email two contacts share: one person entered twice is erased as a whole.
-        has_twins = con.execute("SELECT count(*) FROM cand WHERE email_n = 2 AND NOT email_unsub").fetchone()[0]
+        has_twins = _scalar(con, "SELECT count(*) FROM cand WHERE email_n = 2 AND NOT email_unsub")
         by_email = _take(con, taken, "email_n = 2" if has_twins else solo)
         by_phone = _take(con, taken, f"{solo} AND phone LIKE '+1%'")
         ccpa = _take(con, taken, f"{solo} AND in_active_campaign")

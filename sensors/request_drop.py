@@ -133,7 +133,7 @@ def read_cursor(text: str | None, key: Callable[[str], str] | None = None) -> di
 
     A version 1 cursor, which held raw file names, has its names replaced by their keys (`key`).
     """
-    empty = {"version": CURSOR_VERSION, "seen": {}, "last_run": None}
+    empty: dict[str, Any] = {"version": CURSOR_VERSION, "seen": {}, "last_run": None}
     try:
         cursor = json.loads(text) if text else empty
     except ValueError:

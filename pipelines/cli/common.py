@@ -41,6 +41,16 @@ def store_ready(home: Home) -> None:
         Store(shard).connect().close()
 
 
+def shard_names(homes: list[Home]) -> list[str]:
+    """The names (`shard-0` ...) of shard homes, in order; a home of one shard has no shard name."""
+    names = []
+    for home in homes:
+        if home.shard_name is None:
+            raise ValueError(f"{home.root} is a home of one shard, not a shard")
+        names.append(home.shard_name)
+    return names
+
+
 def run_homes(args: argparse.Namespace, home: Home) -> list[Home]:
     """The stores a run works on: every shard (or the home's one store), or the one shard `--shard` names."""
     homes = shard_homes(home)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
 
 from compliance.evidence.verdict import EXIT_BAD_INPUT
 from pipelines.instance import DAGSTER_STORAGE_ENV, DEFAULT_MAX_CONCURRENT_RUNS
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_BAD_INPUT, f"retention: error: {message}\n")
 
 

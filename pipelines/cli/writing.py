@@ -25,7 +25,8 @@ from compliance.shards.placement import check_shard_layout, set_shard_count, sha
 from compliance.shards.views import whole_home
 from compliance.staff import authorize
 from compliance.store.connection import Store
-from pipelines.cli.common import acting_as, emit, progress_printer, require_home, run_homes, stage, store_ready
+from pipelines.cli.common import (acting_as, emit, progress_printer, require_home, run_homes, shard_names, stage,
+                                  store_ready)
 from pipelines.cli.summary import intake_summary, summary_text, with_bulk_actions
 from pipelines.instance import (
     DAGSTER_STORAGE_ENV,
@@ -87,8 +88,7 @@ def run_compliance(args: argparse.Namespace, home: Home, as_of: datetime) -> dic
     # its checks join the summary's as overall_<invariant>.
     overall = None if len(homes) < shard_count(home) else overall_checks(
         home, as_of=as_of, echo_progress=not args.json, tags={"retention/command": args.command})
-    return combined_run_summary(summaries, [shard.shard_name for shard in homes], whole_deadlines(home, as_of),
-                                overall=overall)
+    return combined_run_summary(summaries, shard_names(homes), whole_deadlines(home, as_of), overall=overall)
 
 
 def whole_deadlines(home: Home, as_of: datetime) -> dict[str, list[dict[str, Any]]]:
@@ -204,7 +204,7 @@ def run_manual(args: argparse.Namespace, home: Home, as_of: datetime, job: str, 
                                              "seconds": round(time.monotonic() - started, 2)}, shard, result.run_id))
     shards = shard_homes(home)
     summary = summaries[0] if shards[0].shard is None else combined_run_summary(
-        summaries, [shard.shard_name for shard in shards], {})
+        summaries, shard_names(shards), {})
     summary.pop("deadlines", None)
     emit(args, summary, summary_text(summary, home))
     return exit_code(summary["refused_or_failed"])
@@ -220,8 +220,9 @@ def cmd_requests_extend(args: argparse.Namespace, home: Home, as_of: datetime) -
             extension = extend_request(con, args.request_id, args.reason, as_of, deadlines=settings.deadlines,
                                        requested_by=args.as_user)
             operator, staff_id = current_operator(), authorize(con, args.as_user).user_id
+            staff_ids = {staff_id} if staff_id is not None else set()
             anchored_log(con, shard).append("request.extended", as_of, **extension,
-                                            requested_by=audited_requester(staff_id, {staff_id}),
+                                            requested_by=audited_requester(staff_id, staff_ids),
                                             operator={"os_user": operator.os_user, "host": operator.host})
     document = {key: value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
                 for key, value in extension.items()}
