@@ -9,14 +9,14 @@ from typing import Any
 
 import duckdb
 
-from compliance.store.backup import remove_backup
 from compliance.bulk_actions import BulkAction, new_bulk_action_id, record_bulk_action, record_items
 from compliance.home import Home, OutsideHome
+from compliance.settings import Settings
+from compliance.store.backup import remove_backup
+from compliance.store.connection import Store, configure, transaction
 from compliance.store.keys import KeyedHasher
 from compliance.store.schema import CONTACT_LINKED, MEMBERSHIPS
-from compliance.settings import Settings
 from compliance.store.sql import load_sql, parameters, scalar, sql_string, table_exists
-from compliance.store.connection import Store, configure, transaction
 from compliance.vocabulary import BulkActionKind, BulkActionStatus, Outcome
 
 PURGED_LABEL_PREFIX = "purged:"

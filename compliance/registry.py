@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar, Protocol, TypeVar
+from collections.abc import Callable
+from typing import ClassVar, Protocol, TypeVar
 
 
 class Named(Protocol):

@@ -8,35 +8,43 @@ which `compliance_job` executes its steps (a test compares the two).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import duckdb
 
-from compliance.evidence.audit import AuditLog
-from compliance.evidence.anchor import anchored_log, verify_before_writing
-from compliance.store.backup import BackupManifest
-from compliance.deletion import (AppliedAction, ManualSelection, Plan, apply_deletions, back_up, build_plan,
-                                 planned_backups)
-from compliance.deletion import verify_planned_backups as deletion_backups_problems
 from compliance.crm.client import open_client
 from compliance.crm.pull import PullResult, pull_snapshot
 from compliance.crm.push import PushResult, push_deletions
+from compliance.deletion import (
+    AppliedAction,
+    ManualSelection,
+    Plan,
+    apply_deletions,
+    back_up,
+    build_plan,
+    planned_backups,
+)
+from compliance.deletion import verify_planned_backups as deletion_backups_problems
+from compliance.deletion.selections import drop_abandoned_selections
+from compliance.evidence.anchor import anchored_log, verify_before_writing
+from compliance.evidence.audit import AuditLog
+from compliance.evidence.report import Report, load_invariants, run_folder, save_invariants, write_report
 from compliance.home import Home
-from compliance.snapshots.ingest import IngestResult, ingest_snapshots
-from compliance.requests.intake import IntakeResult, prune_request_records, settle_request_files, take_requests
 from compliance.invariants import InvariantSummary, check_invariants
-from compliance.store.keys import KeyedHasher
 from compliance.progress import count
 from compliance.purge import PLAN_TABLES, RESTORE_PLAN_TABLES, PurgeResult, forget_plans, purge
+from compliance.requests.intake import IntakeResult, prune_request_records, settle_request_files, take_requests
 from compliance.requests.records import audit_new_records
-from compliance.evidence.report import Report, load_invariants, run_folder, save_invariants, write_report
 from compliance.restore import ManualRestore, RestoreAction, apply_restores, plan_restores
 from compliance.rules import bind_clock, predicate
-from compliance.deletion.selections import drop_abandoned_selections
 from compliance.settings import Rules, Settings, load_rules
+from compliance.snapshots.ingest import IngestResult, ingest_snapshots
+from compliance.store.backup import BackupManifest
+from compliance.store.keys import KeyedHasher
 from compliance.store.sql import scalar
 
 DATA_DOCS_FOLDER = "data_docs"

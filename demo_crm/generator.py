@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -229,15 +229,19 @@ def _setup(con: duckdb.DuckDBPyConnection, n: int, seed: int, as_of: datetime) -
                    CASE WHEN u(i, 'no_phone') < 0.05 THEN NULL
                         WHEN dup AND u(i, 'dup_phone') < 0.5 THEN phone_of(src) ELSE phone_of(i) END AS phone,
                    tags, dnd, created_s,
-                   created_s + CAST(floor(u(i, 'updated') * (getvariable('demo_now') - 1 - created_s)) AS BIGINT) AS updated_s,
+                   created_s + CAST(floor(u(i, 'updated') * (getvariable('demo_now') - 1 - created_s))
+                                    AS BIGINT) AS updated_s,
                    CASE WHEN u(i, 'never_active') < 0.06 THEN NULL
-                        ELSE getvariable('demo_now') - 1 - CAST(floor(u(i, 'activity') * least({3 * _YEAR}, getvariable('demo_now') - 1 - created_s))
-                                              AS BIGINT) END AS activity_s
+                        ELSE getvariable('demo_now') - 1
+                             - CAST(floor(u(i, 'activity')
+                                          * least({3 * _YEAR}, getvariable('demo_now') - 1 - created_s))
+                                    AS BIGINT) END AS activity_s
             FROM (
                 SELECT i, dup, CASE WHEN dup THEN i - 1 - 2 * CAST(floor(u(i, 'dup_src') * least(500, i // 2))
                                                                    AS BIGINT) ELSE i END AS src,
                        tags, u(i, 'dnd') < 0.03 OR (list_contains(tags, 'Unsubscribed') AND u(i, 'dnd2') < 0.3) AS dnd,
-                       getvariable('demo_now') - 1 - CAST(floor(pow(u(i, 'created'), 1.5) * {5 * _YEAR}) AS BIGINT) AS created_s
+                       getvariable('demo_now') - 1
+                       - CAST(floor(pow(u(i, 'created'), 1.5) * {5 * _YEAR}) AS BIGINT) AS created_s
                 FROM (
                     SELECT i, i % 2 = 1 AND u(i, 'dup') < 0.01 AS dup,
                            list_filter([{lifecycle},
@@ -292,7 +296,8 @@ def _table_sql(table: str, fmt: str, locations: int | None = None) -> str:
         count = _weighted(((0, 0.2), (1, 0.35), (2, 0.25), (3, 0.2)), "u(i, 'n_conv')")
         return f"""
             SELECT printf('conv-%07d-%d', i + 1, k + 1) AS conversation_id, contact_id,
-                   pick({channels}, w) AS channel, {_between('created_s', "getvariable('demo_now') - 1", 'x')} AS last_message_at,
+                   pick({channels}, w) AS channel,
+                   {_between('created_s', "getvariable('demo_now') - 1", 'x')} AS last_message_at,
                    {_fill(f'pick({bodies}, w)')} AS last_message_body
             FROM ({_children(count, 'conv')})"""
     if table == "notes":
@@ -384,7 +389,7 @@ def generate_snapshot(snapshot_dir: Path, *, contacts: int = 10_000, seed: int =
         raise ValueError(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if locations is not None and locations < 1:
         raise ValueError(f"locations must be at least 1, got {locations}")
-    as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=timezone.utc)
+    as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
     snapshot_dir = Path(snapshot_dir)
     snapshot_dir.mkdir(parents=True, exist_ok=True)
     if fmt == "highlevel":
@@ -622,7 +627,7 @@ def write_sample_requests(requests_dir: Path, snapshot_dir: Path, *, as_of: date
     Raises:
         ValueError: when the snapshot is too small to supply distinct subjects.
     """
-    as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=timezone.utc)
+    as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
     snapshot_dir, requests_dir = Path(snapshot_dir), Path(requests_dir)
     con = duckdb.connect()
     try:
@@ -645,7 +650,7 @@ def write_sample_requests(requests_dir: Path, snapshot_dir: Path, *, as_of: date
 
     def received(days: int, hour: int, minute: int) -> str:
         moment = (as_of - timedelta(days=days)).replace(hour=hour, minute=minute, second=0, microsecond=0)
-        return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def request(request_id: str, regulation: str, requested_by: str, at: str, subjects: list[dict]) -> dict:
         return {"request_id": request_id, "kind": "erasure", "regulation": regulation, "requested_by": requested_by,

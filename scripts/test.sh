@@ -16,4 +16,6 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
     || echo "postgresql could not be installed: the PostgreSQL instance tests will be skipped" >&2
 fi
+.venv/bin/ruff check .
+.venv/bin/python -m mypy
 exec .venv/bin/python -m pytest "$@"

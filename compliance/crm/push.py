@@ -8,10 +8,10 @@ sent and settled after; a run killed in between sends it again next time, and th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Callable
 
 import duckdb
 

@@ -25,11 +25,11 @@ from compliance.deletion.planning import OUTCOMES, PlanSource
 from compliance.deletion.recording import record_deletion, settle_request
 from compliance.deletion.suppression import suppress_erased
 from compliance.home import OutsideHome
-from compliance.store.keys import KeyedHasher
 from compliance.progress import count
-from compliance.store.schema import BY_NAME
 from compliance.settings import Settings
 from compliance.store.connection import transaction
+from compliance.store.keys import KeyedHasher
+from compliance.store.schema import BY_NAME
 from compliance.store.sql import scalar
 from compliance.vocabulary import BulkActionStatus, ContactState, Outcome, SourceKind
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -23,7 +23,7 @@ class StoreAuditAnchor:
 
     def write(self, entries: int, head: str) -> None:
         self.con.execute("INSERT OR REPLACE INTO audit_anchor VALUES ('audit', ?, ?, ?)",
-                         [entries, head, datetime.now(timezone.utc)])
+                         [entries, head, datetime.now(UTC)])
 
 
 def anchored_log(con: duckdb.DuckDBPyConnection, home: Home) -> AuditLog:

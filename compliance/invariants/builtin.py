@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from compliance.clock import utc_iso
+from compliance.errors import first_line
 from compliance.invariants.reductions import NO_BULK_ACTION, deletion_groups, gone_hits
 from compliance.invariants.registry import MAX_SAMPLES, Invariant, Row, Run, register
-from compliance.errors import first_line
 from compliance.invariants.results import plural
-from compliance.store.schema import ASSOCIATED, CONTACT_LINKED, MEMBERSHIPS, TableSpec
 from compliance.settings import Settings
+from compliance.store.schema import ASSOCIATED, CONTACT_LINKED, MEMBERSHIPS, TableSpec
 from compliance.store.sql import one_row, scalar
 
 PURGE_RAN = "purge_ran"
@@ -37,8 +37,8 @@ class PurgeRan(Invariant):
 
     def measure(self, run: Run) -> list[Row]:
         count, samples = one_row(
-            run.con, "SELECT count(*), list(contact_id ORDER BY deleted_at, contact_id)[1:$samples] FROM contact_lifecycle "
-            "WHERE state = 'deleted' AND epoch_us(deleted_at) + $window_us < $as_of_us",
+            run.con, "SELECT count(*), list(contact_id ORDER BY deleted_at, contact_id)[1:$samples] "
+            "FROM contact_lifecycle WHERE state = 'deleted' AND epoch_us(deleted_at) + $window_us < $as_of_us",
             {"samples": MAX_SAMPLES, "window_us": run.window_us, "as_of_us": run.as_of_us})
         return [self.count_row("past_window", count, samples)]
 

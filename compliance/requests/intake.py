@@ -5,27 +5,42 @@ from __future__ import annotations
 import hashlib
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from functools import partial
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import duckdb
 
-from compliance.evidence.audit import AuditLog, personal_data_kind
 from compliance.errors import InputError
+from compliance.evidence.audit import AuditLog, personal_data_kind
 from compliance.home import Home, shard_name
+from compliance.requests.parsing import (
+    Request,
+    RequestFile,
+    add_months,
+    archive,
+    due_at,
+    parse_request_file,
+    pending_request_files,
+    quarantine,
+)
 from compliance.requests.redaction import redact_text
-from compliance.requests.parsing import (Request, RequestFile, add_months, archive, due_at, parse_request_file,
-                                 pending_request_files, quarantine)
 from compliance.settings import Deadlines, Settings
 from compliance.shards.placement import shard_count
-from compliance.store.sql import scalar
 from compliance.staff import authorize, recorded_requester
 from compliance.store.connection import transaction
-from compliance.vocabulary import (ANSWERED_STATUSES, FINAL_STATUSES, LEGAL_REGULATIONS, PLANNED_STATUSES, RequestKind,
-                                   RequestStatus)
+from compliance.store.sql import scalar
+from compliance.vocabulary import (
+    ANSWERED_STATUSES,
+    FINAL_STATUSES,
+    LEGAL_REGULATIONS,
+    PLANNED_STATUSES,
+    RequestKind,
+    RequestStatus,
+)
 
 CONFIRMATION_WORD = "DELETE"
 EXTENDABLE_REGULATIONS = LEGAL_REGULATIONS

@@ -8,12 +8,19 @@ import duckdb
 
 from compliance.bulk_actions import BulkAction, record_bulk_action, record_items
 from compliance.requests.intake import REQUEST_SOURCE_PREFIX
-from compliance.store.keys import KeyedHasher
 from compliance.restore.planning import RestoreAction, read_restore_plan
 from compliance.store.connection import transaction
+from compliance.store.keys import KeyedHasher
 from compliance.store.sql import scalar
-from compliance.vocabulary import (BulkActionKind, BulkActionStatus, ContactState, Outcome, RequestKind, RequestStatus,
-                                   SourceKind)
+from compliance.vocabulary import (
+    BulkActionKind,
+    BulkActionStatus,
+    ContactState,
+    Outcome,
+    RequestKind,
+    RequestStatus,
+    SourceKind,
+)
 
 
 def apply_restores(con: duckdb.DuckDBPyConnection, *, hasher: KeyedHasher, as_of: datetime,

@@ -12,18 +12,18 @@ from pathlib import Path
 
 import duckdb
 
-from compliance.snapshots import highlevel  # noqa: F401  (registers the HighLevel snapshot format)
 from compliance import identifiers
 from compliance.errors import InputError
 from compliance.home import Home
-from compliance.store.keys import KeyedHasher
-from compliance.store.schema import ALLOWED_VALUES, CONTACT_LINKED, CONTACTS
+from compliance.progress import Progress, count
 from compliance.settings import load_settings
 from compliance.shards.placement import shard_count, shard_of_sql
+from compliance.snapshots import highlevel  # noqa: F401  (registers the HighLevel snapshot format)
 from compliance.snapshots.formats import FIELD_LIMIT_BYTES, Source, format_of, refuse_odd_file, unreadable
-from compliance.progress import Progress, count
-from compliance.store.sql import one_row, quote_identifier, scalar
 from compliance.store.connection import transaction
+from compliance.store.keys import KeyedHasher
+from compliance.store.schema import ALLOWED_VALUES, CONTACT_LINKED, CONTACTS
+from compliance.store.sql import one_row, quote_identifier, scalar
 
 
 @dataclass(frozen=True)
@@ -255,7 +255,7 @@ def _check_lengths(con: duckdb.DuckDBPyConnection, source: Source, numbered: str
     lengths = one_row(con, "SELECT " + ", ".join(
         f"max(strlen(CAST({quote_identifier(column)} AS VARCHAR)))" for column in columns)
         + f" FROM {source.relation}")
-    for column, length in zip(columns, lengths):
+    for column, length in zip(columns, lengths, strict=True):
         if length is not None and length > FIELD_LIMIT_BYTES:
             quoted = quote_identifier(column)
             row, size = one_row(con, f"SELECT _row, strlen(CAST({quoted} AS VARCHAR)) FROM {numbered} "

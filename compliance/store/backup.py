@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import duckdb
 
@@ -142,10 +144,8 @@ def write_backup(con: duckdb.DuckDBPyConnection, *, folder: Path, bulk_action_id
             raise BackupError(f"backup {partial}: {current}: {first_line(exc)}") from exc
         raise
     finally:
-        try:
+        with contextlib.suppress(duckdb.Error):
             con.execute(f"DROP TABLE IF EXISTS {ids}")
-        except duckdb.Error:
-            pass
     return replace(manifest, folder=folder)
 
 

@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterator
 
 import duckdb
 
-from compliance.evidence.audit import personal_data_kind
 from compliance.errors import InputError
+from compliance.evidence.audit import personal_data_kind
 from compliance.home import SHARD_FOLDER, Home, write_private
 from compliance.identifiers import CONTACT_KEYS_SELECT
+from compliance.settings import memory_bytes, valid_memory_limit
+from compliance.staff import register_scope
 from compliance.store.keys import KeyedHasher
 from compliance.store.schema import CONTACTS, TABLES, TableSpec
-from compliance.settings import memory_bytes, valid_memory_limit
 from compliance.store.sql import table_exists
-from compliance.staff import register_scope
 
 
 def _crm_table_ddl(spec: TableSpec) -> str:
@@ -337,12 +338,10 @@ class Store:
 
     def _write_lock_info(self) -> None:
         info = {"pid": os.getpid(), "command": _command_line(), "host": socket.gethostname(),
-                "since": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")}
-        try:
+                "since": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")}
+        # Only a courtesy for whoever waits next: never a reason to fail the run.
+        with contextlib.suppress(OSError):
             write_private(self.home.store_dir / LOCK_INFO, json.dumps(info) + "\n")
-        except OSError:
-            # Only a courtesy for whoever waits next: never a reason to fail the run.
-            pass
 
 
 def _to_stderr(message: str) -> None:

@@ -8,9 +8,10 @@ parameter, never as a pasted literal; it calls the keyed hash by its macro name 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from collections.abc import Mapping
+from functools import cache
 from importlib.resources import files
-from typing import Any, Mapping
+from typing import Any
 
 import duckdb
 
@@ -19,7 +20,7 @@ from compliance.vocabulary import SQL_VOCABULARY
 _PARAMETER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_sql(package: str, name: str) -> str:
     """The text of a SQL file shipped in a package (package-data `**/*.sql` in pyproject.toml).
 

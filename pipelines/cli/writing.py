@@ -1,4 +1,4 @@
-"""The commands that change data (init, demo, run, delete, restore, requests extend, pull); each runs through Dagster."""
+"""The commands that change data (init, demo, run, delete, restore, requests extend, pull), each through Dagster."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from compliance.crm.client import CrmError, open_client
 from compliance.crm.pull import pull_snapshot
@@ -25,8 +26,16 @@ from compliance.shards.placement import check_shard_layout, set_shard_count, sha
 from compliance.shards.views import whole_home
 from compliance.staff import authorize
 from compliance.store.connection import Store
-from pipelines.cli.common import (acting_as, emit, progress_printer, require_home, run_homes, shard_names, stage,
-                                  store_ready)
+from pipelines.cli.common import (
+    acting_as,
+    emit,
+    progress_printer,
+    require_home,
+    run_homes,
+    shard_names,
+    stage,
+    store_ready,
+)
 from pipelines.cli.summary import intake_summary, summary_text, with_bulk_actions
 from pipelines.instance import (
     DAGSTER_STORAGE_ENV,

@@ -4,8 +4,8 @@ import dagster as dg
 
 from benchmarks.direct import MIRRORED
 from compliance import steps
-from support.crm import AS_OF, write_snapshot
 from pipelines.definitions import defs
+from support.crm import AS_OF, write_snapshot
 
 
 def job_steps(result: dg.ExecuteInProcessResult) -> list[str]:

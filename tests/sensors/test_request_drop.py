@@ -10,31 +10,40 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from compliance.evidence.audit import AuditLog
 from compliance.clock import parse_as_of
 from compliance.errors import InputError
+from compliance.evidence.audit import AuditLog
 from compliance.home import Home
 from compliance.requests.intake import WITHHELD_REASON, extend_request, prune_request_records, take_requests
 from compliance.requests.records import audit_new_records, deadline_report, request_records
 from compliance.settings import Settings
 from compliance.store.connection import Store
-from support.crm import write_request
-from pipelines.definitions import defs
+from pipelines.definitions import defs, request_drop_sensor
 from pipelines.runner import instance_for
 from resources import RetentionResource
 from sensors import request_drop
-from sensors.request_drop import (ATTEMPT_TAG, DEFAULT_INTERVAL_SECONDS, FILES_TAG, MAX_ATTEMPTS, SENSOR_NAME,
-                                  build_request_drop_sensor, name_key, read_cursor, run_key, sensor_interval_seconds)
-from pipelines.definitions import request_drop_sensor
+from sensors.request_drop import (
+    ATTEMPT_TAG,
+    DEFAULT_INTERVAL_SECONDS,
+    FILES_TAG,
+    MAX_ATTEMPTS,
+    SENSOR_NAME,
+    build_request_drop_sensor,
+    name_key,
+    read_cursor,
+    run_key,
+    sensor_interval_seconds,
+)
+from support.crm import write_request
 
 SENSOR = defs.resolve_sensor_def(SENSOR_NAME)
-NOW = datetime.now(timezone.utc).replace(microsecond=0)
+NOW = datetime.now(UTC).replace(microsecond=0)
 RECEIVED = (NOW - timedelta(days=1)).isoformat().replace("+00:00", "Z")
 
 
