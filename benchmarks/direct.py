@@ -7,9 +7,10 @@ benchmark (and fails a test), so a new asset cannot silently make the Dagster-ve
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 import duckdb
 
@@ -61,7 +62,7 @@ def linked_rows(con: duckdb.DuckDBPyConnection) -> int:
     return sum(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in LINKED_TABLES)
 
 
-def _rows_of(job_step: str, out: Any, con: duckdb.DuckDBPyConnection, run: "DailyRun") -> int | None:
+def _rows_of(job_step: str, out: Any, con: duckdb.DuckDBPyConnection, run: DailyRun) -> int | None:
     """The rows a step's benchmark row counts, from the step's own result (None: the row shows no count)."""
     if job_step == "crm_snapshots":
         run.snapshot_rows = sum(sum(s.row_counts.values()) for s in out.ingested)

@@ -15,19 +15,19 @@ import json
 import shutil
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from benchmarks.measure import Recorder, machine, max_rss_bytes
 from benchmarks.report import machine_line
-from demo_crm.generator import generate_snapshot
 from compliance.home import Home
 from compliance.snapshots.ingest import ingest_snapshots
-from compliance.store.schema import TABLES
 from compliance.store.connection import Store
+from compliance.store.schema import TABLES
+from demo_crm.generator import generate_snapshot
 
-AS_OF = datetime(2026, 11, 10, 8, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 11, 10, 8, tzinfo=UTC)
 TARGET_RATIO = 3.0
 
 

@@ -43,7 +43,8 @@ def render(doc: dict[str, Any]) -> str:
         f"### {p['contacts']:,} contacts ({c['snapshot_rows']:,} snapshot rows): {cohort} deleted by a rule "
         f"+ {c['request_subjects']:,} erasure-request subjects",
         "",
-        f"Machine: {machine_line(doc['machine'])}. DuckDB memory_limit {p['memory_limit'] or 'derived from the default 1GB memory_budget'}. "
+        f"Machine: {machine_line(doc['machine'])}. "
+        f"DuckDB memory_limit {p['memory_limit'] or 'derived from the default 1GB memory_budget'}. "
         f"Load average at start {doc['machine'].get('loadavg_at_start')}, at end {doc.get('loadavg_at_end')}.",
         f"Command: `{doc['command']}`" + (f" (commit {doc['code']['commit']}"
                                           f"{' + uncommitted changes' if doc['code']['uncommitted'] else ''})"
@@ -152,7 +153,8 @@ def single_subject_growth(docs: list[dict[str, Any]]) -> str:
 
 def readme_table(docs: list[dict[str, Any]]) -> str:
     """README's Performance table: one column per size of the full runs, the fixed-deletion runs in a row of each."""
-    full = sorted((d for d in docs if d["params"].get("fixed_deletions") is None), key=lambda d: d["params"]["contacts"])
+    full = sorted((d for d in docs if d["params"].get("fixed_deletions") is None),
+                  key=lambda d: d["params"]["contacts"])
     fixed = {d["params"]["contacts"]: d for d in docs if d["params"].get("fixed_deletions") is not None}
     if not full:
         return ""

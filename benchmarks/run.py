@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from benchmarks.fixtures import ADMIN, build_source, make_home
 from benchmarks.measure import Recorder, StepResult, machine, max_rss_bytes
 from benchmarks.report import render
 
-AS_OF = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 RESTORE_AS_OF = AS_OF + timedelta(days=1)
 SINGLE_SUBJECT_AS_OF = AS_OF + timedelta(hours=1)
 # Issue 12's targets (reported, not asserted); the growth targets are benchmarks.report's, from two saved runs.
@@ -187,7 +187,8 @@ def _targets(args: argparse.Namespace, *, delete_run: StepResult, floor, per_con
         targets.append(_target(f"single-subject erasure at most {SINGLE_SUBJECT_LIMIT_S:g} s in process", value,
                                f"{value:.2f} s", value <= SINGLE_SUBJECT_LIMIT_S, at_10m, ten))
     peak = f"{daily_peak_mb:,.0f} MB (process high-water mark {process_peak_mb:,.0f} MB)"
-    targets.append(_target(f"peak RSS of the daily run at most {RSS_LIMIT_MB:,} MB (memory_limit {args.memory_limit or 'default'})",
+    targets.append(_target(f"peak RSS of the daily run at most {RSS_LIMIT_MB:,} MB "
+                           f"(memory_limit {args.memory_limit or 'default'})",
                            daily_peak_mb, peak, daily_peak_mb <= RSS_LIMIT_MB, at_10m, ten))
     targets.append(_target(f"purge of the deleted cohort at most {PURGE_LIMIT_S:g} s", purge_s, f"{purge_s:.2f} s",
                            purge_s <= PURGE_LIMIT_S, at_10m, ten))

@@ -29,21 +29,22 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
 from benchmarks.measure import machine
 from benchmarks.postgres import PostgresServer, start_cluster, stop_cluster
 from benchmarks.report import machine_line
-from demo_crm import generator as demo_data
 from compliance.home import Home, write_private
+from demo_crm import generator as demo_data
 from pipelines.instance import postgres_dagster_yaml
 
-AS_OF = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 DEFAULT_LOCATIONS = 200
 SNAPSHOT_ID = f"demo-{AS_OF:%Y%m%dT%H%M%S}"
 TERMINAL = ("SUCCESS", "FAILURE", "CANCELED")
@@ -263,7 +264,7 @@ def _run_records(home: Home, run_ids: list[str]) -> dict[str, dict[str, Any]]:
     runs = {}
     for record in records:
         created = record.create_timestamp
-        created = created.replace(tzinfo=timezone.utc) if created.tzinfo is None else created
+        created = created.replace(tzinfo=UTC) if created.tzinfo is None else created
         runs[record.dagster_run.run_id] = {
             "status": record.dagster_run.status.value, "created": created.timestamp(),
             "start": record.start_time, "end": record.end_time,

@@ -7,9 +7,10 @@ Deletion, restore and purge all record through here, so that every bulk action's
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 import duckdb
 

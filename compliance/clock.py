@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from compliance.errors import InputError
 
@@ -24,8 +24,8 @@ def parse_as_of(text: str) -> datetime:
     except ValueError:
         raise InputError(f"--as-of: {text!r} is not an ISO 8601 timestamp (e.g. 2026-01-01T12:00:00Z)") from None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def utc_iso(value: datetime | None, *, zulu: bool = True) -> str | None:
@@ -41,6 +41,6 @@ def utc_iso(value: datetime | None, *, zulu: bool = True) -> str | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    text = value.astimezone(timezone.utc).isoformat()
+        value = value.replace(tzinfo=UTC)
+    text = value.astimezone(UTC).isoformat()
     return text.replace("+00:00", "Z") if zulu else text

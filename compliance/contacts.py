@@ -9,6 +9,7 @@ import duckdb
 from compliance.clock import utc_iso
 from compliance.store.keys import KeyedHasher
 from compliance.store.schema import ASSOCIATED, MEMBERSHIPS
+from compliance.store.sql import scalar
 from compliance.vocabulary import ContactState
 
 # A restore sticks: a contact an admin restored is passed over by rules until a later snapshot carries an
@@ -37,7 +38,7 @@ def show_contact(con: duckdb.DuckDBPyConnection, contact_id: str, *, restore_win
     """
     lifecycle = con.execute(
         "SELECT state, deleted_at, restored_at FROM contact_lifecycle WHERE contact_id = ?", [contact_id]).fetchone()
-    in_store = con.execute("SELECT count(*) FROM contacts WHERE contact_id = ?", [contact_id]).fetchone()[0] > 0
+    in_store = scalar(con, "SELECT count(*) FROM contacts WHERE contact_id = ?", [contact_id]) > 0
     state, deleted_at, restored_at = lifecycle if lifecycle else (
         ContactState.ACTIVE if in_store else ContactState.UNKNOWN, None, None)
     if state == ContactState.ACTIVE and not in_store:
@@ -49,12 +50,12 @@ def show_contact(con: duckdb.DuckDBPyConnection, contact_id: str, *, restore_win
         if purged:
             state, deleted_at = ContactState.PURGED, purged[0]
     counts = {
-        spec.name: con.execute(f"SELECT count(*) FROM {spec.name} WHERE contact_id = ?", [contact_id]).fetchone()[0]
+        spec.name: scalar(con, f"SELECT count(*) FROM {spec.name} WHERE contact_id = ?", [contact_id])
         for spec in ASSOCIATED + MEMBERSHIPS
     }
     deleted = state in (ContactState.DELETED, ContactState.PURGED)
-    rule_exempt = state == ContactState.ACTIVE and con.execute(
-        f"SELECT count(*) FROM ({RULE_EXEMPT_IDS}) WHERE contact_id = ?", [contact_id]).fetchone()[0] > 0
+    rule_exempt = state == ContactState.ACTIVE and scalar(
+        con, f"SELECT count(*) FROM ({RULE_EXEMPT_IDS}) WHERE contact_id = ?", [contact_id]) > 0
     return {
         "contact_id": contact_id,
         "state": ContactState(state).value,

@@ -104,7 +104,7 @@ class Home:
     shard: int | None = None
 
     @classmethod
-    def resolve(cls, home: str | os.PathLike | None = None) -> "Home":
+    def resolve(cls, home: str | os.PathLike | None = None) -> Home:
         """The home named, else env RETENTION_HOME, else ./retention_home.
 
         Args:
@@ -116,12 +116,12 @@ class Home:
         chosen = home or os.environ.get("RETENTION_HOME") or DEFAULT_HOME
         return cls(Path(chosen).expanduser().resolve())
 
-    def for_shard(self, shard: int) -> "Home":
+    def for_shard(self, shard: int) -> Home:
         """The same home seen as shard `shard` (its store, backups, reports and audit chain)."""
         return Home(self.root, shard)
 
     @property
-    def whole(self) -> "Home":
+    def whole(self) -> Home:
         """The home itself, whichever shard this is."""
         return Home(self.root)
 

@@ -10,14 +10,18 @@ still match.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 import unicodedata
+from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 import duckdb
 import phonenumbers
 import pyarrow as pa
+from duckdb.func import ARROW, SPECIAL
 
 DEFAULT_REGION = "US"
 EMAIL_UDF = "retention_email_key"
@@ -121,10 +125,8 @@ def register(con: duckdb.DuckDBPyConnection, region: str = DEFAULT_REGION) -> du
     # DuckDB refuses to define a function while an earlier statement's result is still open on the connection.
     con.execute("SELECT 1").fetchall()
     for kind, function in (("email", emails), ("phone", phones)):
-        try:
+        with contextlib.suppress(duckdb.InvalidInputException, duckdb.CatalogException):
             con.remove_function(_NAMES[kind])
-        except (duckdb.InvalidInputException, duckdb.CatalogException):
-            pass
         try:
             _define(con, _NAMES[kind], function)
         except duckdb.NotImplementedException:
@@ -135,9 +137,9 @@ def register(con: duckdb.DuckDBPyConnection, region: str = DEFAULT_REGION) -> du
     return con
 
 
-def _define(con: duckdb.DuckDBPyConnection, name: str, function) -> None:
-    con.create_function(name, function, ["VARCHAR"], "VARCHAR", type="arrow", null_handling="special",
-                        side_effects=False)
+def _define(con: duckdb.DuckDBPyConnection, name: str, function: Callable[[Any], Any]) -> None:
+    con.create_function(name, function, ["VARCHAR"], "VARCHAR", type=ARROW,
+                        null_handling=SPECIAL, side_effects=False)
 
 
 def email_key_sql(expr: str) -> str:

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 import duckdb
 
 from compliance.deletion import OUTCOMES, build_plan, plan_items
 from compliance.home import Home
-from compliance.snapshots.ingest import ingest_snapshots
-from compliance.requests.intake import take_requests
-from compliance.store.keys import KeyedHasher
 from compliance.purge import purge_scan
+from compliance.requests.intake import take_requests
 from compliance.restore import RESTORE_OUTCOMES, plan_restores
 from compliance.settings import Rules, Settings
+from compliance.snapshots.ingest import ingest_snapshots
 from compliance.store.connection import rolled_back
+from compliance.store.keys import KeyedHasher
 from compliance.vocabulary import BulkActionKind, Outcome
 
 _ITEM = ("contact_id", "outcome", "reason")
@@ -53,14 +54,14 @@ def preview_run(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datetime, 
                                         [restore.bulk_action_id]).fetchall()
             actions.append(_document(BulkActionKind.RESTORE, restore.source, restore.source_ref, restore.requested_by,
                                      None, False, restore.rejection, {o: restore.counts[o] for o in RESTORE_OUTCOMES},
-                                     [dict(zip(_ITEM, row)) for row in restore_items]))
+                                     [dict(zip(_ITEM, row, strict=True)) for row in restore_items]))
         scan, scan_parameters = purge_scan(settings, as_of)
         due = con.execute(f"SELECT contact_id, $outcome_purged, reason FROM ({scan}) ORDER BY contact_id",
                           {**scan_parameters, "outcome_purged": Outcome.PURGED}).fetchall()
         if due:
             actions.append(_document(BulkActionKind.PURGE, "restore window", f"{settings.restore_window_days} days",
                                      "system", None, False, None, {Outcome.PURGED.value: len(due)},
-                                     [dict(zip(_ITEM, row)) for row in due]))
+                                     [dict(zip(_ITEM, row, strict=True)) for row in due]))
     return actions
 
 

@@ -9,14 +9,14 @@ from typing import Any
 
 import duckdb
 
-from compliance.store.backup import remove_backup
 from compliance.bulk_actions import BulkAction, new_bulk_action_id, record_bulk_action, record_items
 from compliance.home import Home, OutsideHome
+from compliance.settings import Settings
+from compliance.store.backup import remove_backup
+from compliance.store.connection import Store, configure, transaction
 from compliance.store.keys import KeyedHasher
 from compliance.store.schema import CONTACT_LINKED, MEMBERSHIPS
-from compliance.settings import Settings
-from compliance.store.sql import load_sql, parameters, sql_string, table_exists
-from compliance.store.connection import Store, configure, transaction
+from compliance.store.sql import load_sql, parameters, scalar, sql_string, table_exists
 from compliance.vocabulary import BulkActionKind, BulkActionStatus, Outcome
 
 PURGED_LABEL_PREFIX = "purged:"
@@ -77,7 +77,7 @@ def purge(con: duckdb.DuckDBPyConnection, home: Home, *, hasher: KeyedHasher, se
     """
     bulk_action_id, purged, rows = None, 0, 0
     scan, scan_parameters = purge_scan(settings, as_of)
-    if con.execute(f"SELECT count(*) FROM ({scan})", scan_parameters).fetchone()[0]:
+    if scalar(con, f"SELECT count(*) FROM ({scan})", scan_parameters):
         bulk_action_id = new_bulk_action_id(as_of)
         with transaction(con):
             con.execute(f"CREATE OR REPLACE TEMP TABLE doomed AS {scan}", scan_parameters)
@@ -92,7 +92,7 @@ def purge(con: duckdb.DuckDBPyConnection, home: Home, *, hasher: KeyedHasher, se
             con.execute("DELETE FROM contacts WHERE contact_id IN (SELECT contact_id FROM doomed)")
             con.execute("DELETE FROM contact_keys WHERE contact_id IN (SELECT contact_id FROM doomed)")
             con.execute("DELETE FROM contact_lifecycle WHERE contact_id IN (SELECT contact_id FROM doomed)")
-            purged = con.execute("SELECT count(*) FROM doomed").fetchone()[0]
+            purged = scalar(con, "SELECT count(*) FROM doomed")
             record_bulk_action(con, BulkAction(
                 bulk_action_id, BulkActionKind.PURGE, "restore window", f"{settings.restore_window_days} days",
                 "system", BulkActionStatus.COMPLETED, requester_authorized=True), created_at=as_of, run_id=run_id)
@@ -120,8 +120,8 @@ def _remove_inside(home: Home, recorded: str) -> None:
 
 def _remove_linked_rows(con: duckdb.DuckDBPyConnection) -> int:
     """Remove the doomed contacts' remaining linked rows (what the cascade retained); the number removed."""
-    return sum(con.execute(f"DELETE FROM {spec.name} WHERE contact_id IN (SELECT contact_id FROM doomed)"
-                           ).fetchone()[0] for spec in CONTACT_LINKED)
+    return sum(scalar(con, f"DELETE FROM {spec.name} WHERE contact_id IN (SELECT contact_id FROM doomed)")
+               for spec in CONTACT_LINKED)
 
 
 def _relabel(con: duckdb.DuckDBPyConnection, hasher: KeyedHasher) -> None:

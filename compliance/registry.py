@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import ClassVar, Protocol, TypeVar
 
-T = TypeVar("T", bound=type)
+
+class Named(Protocol):
+    """A registered class: the decorator sets its `name`."""
+
+    name: ClassVar[str]
+
+
+T = TypeVar("T", bound=type[Named])
 
 
 def registrar(table: dict[str, T]) -> Callable[[str], Callable[[T], T]]:

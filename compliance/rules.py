@@ -13,7 +13,7 @@ from compliance.registry import registrar
 # The run's clock reaches trigger SQL as a session variable, set through a query parameter: never pasted as text.
 CLOCK_VARIABLE = "retention_as_of"
 
-TRIGGERS: dict[str, type["Trigger"]] = {}
+TRIGGERS: dict[str, type[Trigger]] = {}
 register = registrar(TRIGGERS)
 
 

@@ -74,7 +74,8 @@ class Settings(_Strict):
     active_enrollment: Literal["block", "remove"] = "block"
     backup_formats: tuple[Literal["csv", "parquet"], ...] = ("csv", "parquet")
     # The RAM the whole process may use: DuckDB's limit is derived from it (the budget minus a fixed allowance for
-    # Python, Dagster, Great Expectations and pyarrow: compliance.store.connection.derived_memory_limit), unless memory_limit is set.
+    # Python, Dagster, Great Expectations and pyarrow: compliance.store.connection.derived_memory_limit), unless
+    # memory_limit is set.
     memory_budget: str = DEFAULT_MEMORY_BUDGET
     # DuckDB's own buffer limit, set as is; unset: derived from memory_budget.
     memory_limit: str | None = None

@@ -8,35 +8,44 @@ which `compliance_job` executes its steps (a test compares the two).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any, TypeVar
 
 import duckdb
 
-from compliance.evidence.audit import AuditLog
-from compliance.evidence.anchor import anchored_log, verify_before_writing
-from compliance.store.backup import BackupManifest
-from compliance.deletion import (AppliedAction, ManualSelection, Plan, apply_deletions, back_up, build_plan,
-                                 planned_backups)
-from compliance.deletion import verify_planned_backups as deletion_backups_problems
 from compliance.crm.client import open_client
 from compliance.crm.pull import PullResult, pull_snapshot
 from compliance.crm.push import PushResult, push_deletions
+from compliance.deletion import (
+    AppliedAction,
+    ManualSelection,
+    Plan,
+    apply_deletions,
+    back_up,
+    build_plan,
+    planned_backups,
+)
+from compliance.deletion import verify_planned_backups as deletion_backups_problems
+from compliance.deletion.selections import drop_abandoned_selections
+from compliance.evidence.anchor import anchored_log, verify_before_writing
+from compliance.evidence.audit import AuditLog
+from compliance.evidence.report import Report, load_invariants, run_folder, save_invariants, write_report
 from compliance.home import Home
-from compliance.snapshots.ingest import IngestResult, ingest_snapshots
-from compliance.requests.intake import IntakeResult, prune_request_records, settle_request_files, take_requests
 from compliance.invariants import InvariantSummary, check_invariants
-from compliance.store.keys import KeyedHasher
 from compliance.progress import count
 from compliance.purge import PLAN_TABLES, RESTORE_PLAN_TABLES, PurgeResult, forget_plans, purge
+from compliance.requests.intake import IntakeResult, prune_request_records, settle_request_files, take_requests
 from compliance.requests.records import audit_new_records
-from compliance.evidence.report import Report, load_invariants, run_folder, save_invariants, write_report
 from compliance.restore import ManualRestore, RestoreAction, apply_restores, plan_restores
 from compliance.rules import bind_clock, predicate
-from compliance.deletion.selections import drop_abandoned_selections
 from compliance.settings import Rules, Settings, load_rules
+from compliance.snapshots.ingest import IngestResult, ingest_snapshots
+from compliance.store.backup import BackupManifest
+from compliance.store.keys import KeyedHasher
+from compliance.store.sql import scalar
 
 DATA_DOCS_FOLDER = "data_docs"
 
@@ -86,6 +95,10 @@ class RunContext:
         return load_rules(self.home.rules_file)
 
 
+# A step function takes the run context first; some steps take keyword options too (tests, previews, the CLI).
+StepFunction = TypeVar("StepFunction", bound=Callable[..., Any])
+
+
 @dataclass(frozen=True)
 class Step:
     """One step of the run: the job step (asset or asset check) it backs, and the function that does it."""
@@ -97,9 +110,9 @@ class Step:
 DAILY_RUN: list[Step] = []
 
 
-def step(job_step: str) -> Callable[[Callable[[RunContext], Any]], Callable[[RunContext], Any]]:
+def step(job_step: str) -> Callable[[StepFunction], StepFunction]:
     """Register a function as the step backing `job_step`, in the order of the daily run."""
-    def register(function: Callable[[RunContext], Any]) -> Callable[[RunContext], Any]:
+    def register(function: StepFunction) -> StepFunction:
         if any(existing.job_step == job_step for existing in DAILY_RUN):
             raise ValueError(f"job step {job_step!r} has a step already")
         DAILY_RUN.append(Step(job_step, function))
@@ -154,10 +167,10 @@ def count_rule_matches(ctx: RunContext) -> dict[str, int]:
     bind_clock(ctx.con, ctx.as_of)
     for rule in ctx.rules().rules:
         condition = predicate(rule.trigger)
-        matches[f"{rule.name} ({rule.status})"] = ctx.con.execute(
-            "SELECT count(*) FROM contacts c WHERE c.contact_id NOT IN "
+        matches[f"{rule.name} ({rule.status})"] = scalar(
+            ctx.con, "SELECT count(*) FROM contacts c WHERE c.contact_id NOT IN "
             f"(SELECT contact_id FROM contact_lifecycle WHERE state = 'deleted') AND {condition.sql}",
-            condition.parameters).fetchone()[0]
+            condition.parameters)
     return matches
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -136,6 +137,14 @@ _DAY = 86_400
 _YEAR = 365 * _DAY
 
 
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
+    """The value in the one row an aggregate or a COPY returns (a count, a min)."""
+    row = con.execute(sql).fetchone()
+    if row is None:
+        raise LookupError(f"no row from {sql[:80]!r}")
+    return row[0]
+
+
 def _lit(value: object) -> str:
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
@@ -220,15 +229,19 @@ def _setup(con: duckdb.DuckDBPyConnection, n: int, seed: int, as_of: datetime) -
                    CASE WHEN u(i, 'no_phone') < 0.05 THEN NULL
                         WHEN dup AND u(i, 'dup_phone') < 0.5 THEN phone_of(src) ELSE phone_of(i) END AS phone,
                    tags, dnd, created_s,
-                   created_s + CAST(floor(u(i, 'updated') * (getvariable('demo_now') - 1 - created_s)) AS BIGINT) AS updated_s,
+                   created_s + CAST(floor(u(i, 'updated') * (getvariable('demo_now') - 1 - created_s))
+                                    AS BIGINT) AS updated_s,
                    CASE WHEN u(i, 'never_active') < 0.06 THEN NULL
-                        ELSE getvariable('demo_now') - 1 - CAST(floor(u(i, 'activity') * least({3 * _YEAR}, getvariable('demo_now') - 1 - created_s))
-                                              AS BIGINT) END AS activity_s
+                        ELSE getvariable('demo_now') - 1
+                             - CAST(floor(u(i, 'activity')
+                                          * least({3 * _YEAR}, getvariable('demo_now') - 1 - created_s))
+                                    AS BIGINT) END AS activity_s
             FROM (
                 SELECT i, dup, CASE WHEN dup THEN i - 1 - 2 * CAST(floor(u(i, 'dup_src') * least(500, i // 2))
                                                                    AS BIGINT) ELSE i END AS src,
                        tags, u(i, 'dnd') < 0.03 OR (list_contains(tags, 'Unsubscribed') AND u(i, 'dnd2') < 0.3) AS dnd,
-                       getvariable('demo_now') - 1 - CAST(floor(pow(u(i, 'created'), 1.5) * {5 * _YEAR}) AS BIGINT) AS created_s
+                       getvariable('demo_now') - 1
+                       - CAST(floor(pow(u(i, 'created'), 1.5) * {5 * _YEAR}) AS BIGINT) AS created_s
                 FROM (
                     SELECT i, i % 2 = 1 AND u(i, 'dup') < 0.01 AS dup,
                            list_filter([{lifecycle},
@@ -283,7 +296,8 @@ def _table_sql(table: str, fmt: str, locations: int | None = None) -> str:
         count = _weighted(((0, 0.2), (1, 0.35), (2, 0.25), (3, 0.2)), "u(i, 'n_conv')")
         return f"""
             SELECT printf('conv-%07d-%d', i + 1, k + 1) AS conversation_id, contact_id,
-                   pick({channels}, w) AS channel, {_between('created_s', "getvariable('demo_now') - 1", 'x')} AS last_message_at,
+                   pick({channels}, w) AS channel,
+                   {_between('created_s', "getvariable('demo_now') - 1", 'x')} AS last_message_at,
                    {_fill(f'pick({bodies}, w)')} AS last_message_body
             FROM ({_children(count, 'conv')})"""
     if table == "notes":
@@ -375,7 +389,7 @@ def generate_snapshot(snapshot_dir: Path, *, contacts: int = 10_000, seed: int =
         raise ValueError(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if locations is not None and locations < 1:
         raise ValueError(f"locations must be at least 1, got {locations}")
-    as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=timezone.utc)
+    as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
     snapshot_dir = Path(snapshot_dir)
     snapshot_dir.mkdir(parents=True, exist_ok=True)
     if fmt == "highlevel":
@@ -388,7 +402,7 @@ def generate_snapshot(snapshot_dir: Path, *, contacts: int = 10_000, seed: int =
         for table in TABLES:
             target = str(snapshot_dir / f"{table}.{fmt}").replace("'", "''")
             sql = _table_sql(table, fmt, locations)
-            counts[table] = con.execute(f"COPY ({sql}) TO '{target}' ({options})").fetchone()[0]
+            counts[table] = _scalar(con, f"COPY ({sql}) TO '{target}' ({options})")
         return counts
     finally:
         con.close()
@@ -422,7 +436,7 @@ def _generate_highlevel(snapshot_dir: Path, n: int, seed: int, as_of: datetime) 
         for table in TABLES:
             sql = _contacts_sql("parquet", keep=", i") if table == "contacts" else _table_sql(table, "parquet")
             con.execute(f"CREATE TEMP TABLE t_{table} AS {sql}")
-            counts[table] = con.execute(f"SELECT count(*) FROM t_{table}").fetchone()[0]
+            counts[table] = _scalar(con, f"SELECT count(*) FROM t_{table}")
         for table in _NATIVE_BESIDE:
             ids = [row[0] for row in con.execute(f"DESCRIBE t_{table}").fetchall() if row[0].endswith("_id")]
             target = str(snapshot_dir / f"{table}.parquet").replace("'", "''")
@@ -529,7 +543,7 @@ def sample_rules_yaml(snapshot_dir: Path) -> str:
 def example_contact_id(snapshot_dir: Path) -> str:
     """The id of the first contact of a generated snapshot (c-0000001 in the native formats)."""
     with duckdb.connect() as con:
-        return con.execute(f"SELECT min(contact_id) FROM {_relation(Path(snapshot_dir), 'contacts')}").fetchone()[0]
+        return _scalar(con, f"SELECT min(contact_id) FROM {_relation(Path(snapshot_dir), 'contacts')}")
 
 
 def _relation(snapshot_dir: Path, table: str) -> str:
@@ -613,7 +627,7 @@ def write_sample_requests(requests_dir: Path, snapshot_dir: Path, *, as_of: date
     Raises:
         ValueError: when the snapshot is too small to supply distinct subjects.
     """
-    as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=timezone.utc)
+    as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
     snapshot_dir, requests_dir = Path(snapshot_dir), Path(requests_dir)
     con = duckdb.connect()
     try:
@@ -622,7 +636,7 @@ def write_sample_requests(requests_dir: Path, snapshot_dir: Path, *, as_of: date
         solo = "email_n = 1 AND phone_n <= 1"
         by_id = _take(con, taken, solo)
         # Prefer an email two contacts share: one person entered twice is erased as a whole.
-        has_twins = con.execute("SELECT count(*) FROM cand WHERE email_n = 2 AND NOT email_unsub").fetchone()[0]
+        has_twins = _scalar(con, "SELECT count(*) FROM cand WHERE email_n = 2 AND NOT email_unsub")
         by_email = _take(con, taken, "email_n = 2" if has_twins else solo)
         by_phone = _take(con, taken, f"{solo} AND phone LIKE '+1%'")
         ccpa = _take(con, taken, f"{solo} AND in_active_campaign")
@@ -636,7 +650,7 @@ def write_sample_requests(requests_dir: Path, snapshot_dir: Path, *, as_of: date
 
     def received(days: int, hour: int, minute: int) -> str:
         moment = (as_of - timedelta(days=days)).replace(hour=hour, minute=minute, second=0, microsecond=0)
-        return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def request(request_id: str, regulation: str, requested_by: str, at: str, subjects: list[dict]) -> dict:
         return {"request_id": request_id, "kind": "erasure", "regulation": regulation, "requested_by": requested_by,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from types import ModuleType
 
 import dagster as dg
 
@@ -28,6 +29,15 @@ def shard_partitions(shards: int) -> dg.StaticPartitionsDefinition | None:
     return None if shards == 1 else dg.StaticPartitionsDefinition([shard_name(k) for k in range(shards)])
 
 
+def _assets_of(modules: list[ModuleType]) -> list[dg.AssetsDefinition]:
+    """The assets the modules define: @dg.asset functions only, each of which shards partition."""
+    loaded = dg.load_assets_from_modules(modules)
+    assets = [asset for asset in loaded if isinstance(asset, dg.AssetsDefinition)]
+    if len(assets) != len(loaded):
+        raise TypeError("the asset modules must define @dg.asset functions only")
+    return assets
+
+
 @functools.cache
 def build_definitions(home_root: str | None, shards: int) -> dg.Definitions:
     """The Definitions for a home of `shards` shards: every asset partitioned by shard when there are several.
@@ -42,7 +52,7 @@ def build_definitions(home_root: str | None, shards: int) -> dg.Definitions:
         shards_overview (the overall invariants), its job, and the sensor that runs it after the shards' runs.
     """
     retention = RetentionResource(home=home_root or "")
-    assets = dg.load_assets_from_modules([crm, ingest, deletion, restore, proof])
+    assets: list[dg.AssetsDefinition | dg.AssetSpec] = [*_assets_of([crm, ingest, deletion, restore, proof])]
     jobs = [compliance_job, manual_delete_job, manual_restore_job, request_job]
     partitions = shard_partitions(shards)
     # The sensor's interval is fixed when the definitions load: restart `retention ui` after changing it.

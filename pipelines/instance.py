@@ -38,7 +38,8 @@ _POSTGRES_HEADER = """\
 # Written by `retention init --dagster-storage`. Runs, event log and schedules are in PostgreSQL (dagster-postgres),
 # so several machines' webservers, daemons and run workers can share this instance. The run queue runs up to
 # max_concurrent_runs runs at once but one per store (tag retention/store: a home's store, or one shard's), because
-# a DuckDB store has one writer. Run monitoring marks a run whose worker died as failed, which frees its place in the queue.
+# a DuckDB store has one writer. Run monitoring marks a run whose worker died as failed, which frees its place in the
+# queue.
 # A compliance tool makes no outbound calls (nor offers the UI's newsletter sign-up).
 """
 
@@ -93,7 +94,7 @@ def _postgres_url_config(storage: str) -> str | dict[str, str]:
     if parts.scheme not in _POSTGRES_SCHEMES or not parts.hostname or not parts.path.strip("/"):
         raise InputError("--dagster-storage: expected postgresql://user@host:port/database or env:NAME")
     try:
-        parts.port
+        _ = parts.port  # urlsplit reads the port lazily: reading it is the check
     except ValueError:
         raise InputError("--dagster-storage: the port is not a number from 0 to 65535") from None
     return POSTGRES_DRIVER_SCHEME + storage[len(parts.scheme):]

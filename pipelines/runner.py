@@ -134,7 +134,7 @@ def check_instance_config(dagster_yaml: str) -> None:
 def materialization_metadata(result: dg.ExecuteInProcessResult, asset_name: str) -> dict[str, Any]:
     """The plain values of an asset's materialization metadata in this run ({} if it did not materialize)."""
     for event in result.get_asset_materialization_events():
-        materialization = event.event_specific_data.materialization
+        materialization = event.step_materialization_data.materialization
         if materialization.asset_key.to_user_string() == asset_name:
             return {key: getattr(value, "value", value) for key, value in materialization.metadata.items()}
     return {}

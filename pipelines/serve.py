@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from compliance.home import Home
 
@@ -44,10 +45,8 @@ class Child:
         return True
 
     def signal_group(self, signum: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signum)
-        except ProcessLookupError:
-            pass
 
 
 def write_workspace(home: Home) -> Path:
@@ -151,7 +150,5 @@ def stop(children: list[Child], grace: float = STOP_GRACE_SECONDS) -> None:
             for child in live:
                 child.signal_group(then)
     for child in children:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             child.process.wait(timeout=1)
-        except subprocess.TimeoutExpired:
-            pass

@@ -5,8 +5,8 @@ It lives below the assets, the sensor and the jobs, which all import it; it impo
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import dagster as dg
 import duckdb
@@ -40,7 +40,7 @@ class RetentionResource(dg.ConfigurableResource):
     _rules: Rules | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._clock = parse_as_of(self.as_of) if self.as_of else datetime.now(timezone.utc)
+        self._clock = parse_as_of(self.as_of) if self.as_of else datetime.now(UTC)
         # A run of a home of N shards is a run of one shard: its partition key names the store it writes.
         run = context.run
         self._home = shard_home(self.paths, run.tags.get(PARTITION_TAG) if run is not None else None)

@@ -41,12 +41,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from demo_crm import generator as demo_data  # noqa: E402
-from compliance.evidence.anchor import anchored_log  # noqa: E402
-from compliance.store.backup import PARTIAL_SUFFIX, BackupError, verify_backup  # noqa: E402
 from compliance.clock import parse_as_of  # noqa: E402
+from compliance.evidence.anchor import anchored_log  # noqa: E402
 from compliance.home import Home, OutsideHome  # noqa: E402
+from compliance.store.backup import PARTIAL_SUFFIX, BackupError, verify_backup  # noqa: E402
 from compliance.store.connection import Store  # noqa: E402
+from demo_crm import generator as demo_data  # noqa: E402
 
 FIRST_RUN = parse_as_of("2026-01-05T09:00:00Z")
 RUN_UNDER_TEST = FIRST_RUN + timedelta(days=61)

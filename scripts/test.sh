@@ -16,8 +16,9 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
     || echo "postgresql could not be installed: the PostgreSQL instance tests will be skipped" >&2
 fi
-# Static checks run here, before pytest (ruff, mypy: issue 21's guardrails).
-
+# Static checks first (ruff, mypy; configured in pyproject.toml): a finding fails the command before any test runs.
+.venv/bin/ruff check .
+.venv/bin/python -m mypy
 # The whole suite on every core (pytest-xdist): a module's tests stay on one worker, so its module-scoped fixtures
 # are built once; each worker has its own session fixtures (temporary folders, PostgreSQL cluster, ports, browser).
 # Arguments are passed on to pytest (a later -n or -m wins). The 15 slowest tests are listed at the end.

@@ -10,10 +10,10 @@ queued or going.
 The cursor is JSON: {"version": 2, "seen": {name key: fingerprint}, "last_run": {"run_key", "attempt",
 "files"} | null}. A name key is the keyed hash of a file's name (a file may be named after the person, and
 Dagster keeps cursors and run tags forever); run tags name files as intake records them. A fingerprint is the
-sha256 of the file's bytes (the same as the `file_hash` of its request records), or "unreadable:<size>:<mtime>" for a file the sensor may not read: that one still launches a run,
-whose intake quarantines it with the reason. The run_key is made of the (name, fingerprint) pairs of the batch,
-so the instance never launches the same batch twice; a batch whose run failed is tried again, with the attempt
-number in its run_key, up to MAX_ATTEMPTS runs.
+sha256 of the file's bytes (the same as the `file_hash` of its request records), or "unreadable:<size>:<mtime>"
+for a file the sensor may not read: that one still launches a run, whose intake quarantines it with the reason.
+The run_key is made of the (name, fingerprint) pairs of the batch, so the instance never launches the same batch
+twice; a batch whose run failed is tried again, with the attempt number in its run_key, up to MAX_ATTEMPTS runs.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ import json
 import os
 import time
 import warnings
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import dagster as dg
 
@@ -131,7 +132,7 @@ def read_cursor(text: str | None, key: Callable[[str], str] | None = None) -> di
 
     A version 1 cursor, which held raw file names, has its names replaced by their keys (`key`).
     """
-    empty = {"version": CURSOR_VERSION, "seen": {}, "last_run": None}
+    empty: dict[str, Any] = {"version": CURSOR_VERSION, "seen": {}, "last_run": None}
     try:
         cursor = json.loads(text) if text else empty
     except ValueError:
@@ -166,7 +167,7 @@ def _active_run(instance: dg.DagsterInstance, now: datetime) -> dg.DagsterRun | 
     for record in instance.get_run_records(filters=dg.RunsFilter(statuses=ACTIVE_STATUSES), limit=20):
         created = record.create_timestamp
         if created.tzinfo is None:
-            created = created.replace(tzinfo=timezone.utc)
+            created = created.replace(tzinfo=UTC)
         if now - created < timedelta(seconds=STALE_RUN_SECONDS):
             return record.dagster_run
     return None
@@ -200,7 +201,7 @@ def evaluate(context: dg.SensorEvaluationContext, retention: RetentionResource) 
     home = retention.paths
     if not home.exists():
         return dg.SkipReason(f"no retention home at {home.root} (set RETENTION_HOME, or run `retention init`)")
-    active = _active_run(context.instance, datetime.now(timezone.utc))
+    active = _active_run(context.instance, datetime.now(UTC))
     if active is not None:
         return dg.SkipReason(f"waiting for run {active.run_id} ({active.job_name}, {active.status.value}) to "
                              "finish: the store takes one writer at a time")

@@ -7,7 +7,7 @@ is the day the shard run ended: one overview a day, however many shard runs end 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -33,7 +33,7 @@ def evaluate(context: dg.RunStatusSensorContext,
                              "the overview reads every shard after its run")
     record = context.instance.get_run_record_by_id(run.run_id)
     ended = record.end_time if record is not None and record.end_time else None
-    day = (datetime.fromtimestamp(ended, timezone.utc) if ended else datetime.now(timezone.utc)).strftime("%Y-%m-%d")
+    day = (datetime.fromtimestamp(ended, UTC) if ended else datetime.now(UTC)).strftime("%Y-%m-%d")
     return dg.RunRequest(run_key=f"{RUN_KEY_PREFIX}{day}", tags={HOME_TAG: home},
                          run_config={"resources": {"retention": {"config": {"home": home}}}})
 

@@ -13,9 +13,10 @@ import os
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -59,7 +60,7 @@ def _retry_after_seconds(value: str | None) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 @dataclass
@@ -128,7 +129,7 @@ class HighLevelClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "HighLevelClient":
+    def __enter__(self) -> HighLevelClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,16 +10,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
 from compliance.crm.client import HighLevelClient
-from compliance.store.files import fsync_path, fsync_tree
 from compliance.home import Home
 from compliance.settings import Crm
+from compliance.store.files import fsync_path, fsync_tree
 
 PARTIAL_PREFIX = ".pull-"
 ASSOCIATED = {"notes": "/contacts/{id}/notes", "tasks": "/contacts/{id}/tasks"}

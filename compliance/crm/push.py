@@ -8,16 +8,17 @@ sent and settled after; a run killed in between sends it again next time, and th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Callable
 
 import duckdb
 
 from compliance.crm.client import CrmAuthError, CrmError, HighLevelClient
 from compliance.settings import Crm
 from compliance.store.connection import transaction
+from compliance.store.sql import scalar
 
 
 class PushState(StrEnum):
@@ -54,7 +55,7 @@ def enqueue(con: duckdb.DuckDBPyConnection, crm: Crm, *, as_of: datetime) -> int
         The rows added.
     """
     with transaction(con):
-        before = con.execute("SELECT count(*) FROM crm_outbox").fetchone()[0]
+        before = scalar(con, "SELECT count(*) FROM crm_outbox")
         # The join with `backups` is the guarantee: that row commits with the delete, after its backup verified.
         con.execute("""
             INSERT INTO crm_outbox (contact_id, location_id, bulk_action_id, state, http_status, attempts, updated_at)
@@ -69,7 +70,7 @@ def enqueue(con: duckdb.DuckDBPyConnection, crm: Crm, *, as_of: datetime) -> int
         # A purged contact keeps no id anywhere: its settled outbox rows go with it.
         con.execute("DELETE FROM crm_outbox WHERE state <> 'pending' AND contact_id NOT IN "
                     "(SELECT contact_id FROM contact_lifecycle)")
-        return con.execute("SELECT count(*) FROM crm_outbox").fetchone()[0] - before
+        return scalar(con, "SELECT count(*) FROM crm_outbox") - before
 
 
 def push_deletions(con: duckdb.DuckDBPyConnection, crm: Crm, client_factory: Callable[[], HighLevelClient], *,

@@ -10,8 +10,17 @@ The names below are the package's interface.
 from compliance.bulk_actions import new_bulk_action_id
 from compliance.deletion.apply import AppliedAction, Progress, apply_deletions, cascade
 from compliance.deletion.backups import PlannedBackup, back_up, planned_backups, removed_tables, verify_planned_backups
-from compliance.deletion.planning import (OUTCOMES, ManualSelection, Plan, PlannedAction, PlanSource, build_plan,
-                                          plan_items, read_plan, subject_matches_sql)
+from compliance.deletion.planning import (
+                                          OUTCOMES,
+                                          ManualSelection,
+                                          Plan,
+                                          PlannedAction,
+                                          PlanSource,
+                                          build_plan,
+                                          plan_items,
+                                          read_plan,
+                                          subject_matches_sql,
+)
 from compliance.vocabulary import LEGAL_REGULATIONS
 
 __all__ = ["LEGAL_REGULATIONS", "OUTCOMES", "AppliedAction", "ManualSelection", "Plan", "PlanSource", "PlannedAction",

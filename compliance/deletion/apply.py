@@ -25,11 +25,12 @@ from compliance.deletion.planning import OUTCOMES, PlanSource
 from compliance.deletion.recording import record_deletion, settle_request
 from compliance.deletion.suppression import suppress_erased
 from compliance.home import OutsideHome
-from compliance.store.keys import KeyedHasher
 from compliance.progress import count
-from compliance.store.schema import BY_NAME
 from compliance.settings import Settings
 from compliance.store.connection import transaction
+from compliance.store.keys import KeyedHasher
+from compliance.store.schema import BY_NAME
+from compliance.store.sql import scalar
 from compliance.vocabulary import BulkActionStatus, ContactState, Outcome, SourceKind
 
 _MEMBERSHIP_OBJECTS = {"campaign_enrollments": ("campaign", "campaign_id"),
@@ -70,8 +71,8 @@ def apply_deletions(con: duckdb.DuckDBPyConnection, *, hasher: KeyedHasher, sett
     unverified = verify_planned_backups(con)
     work = []
     for source, backup_path, backup_error in _unrecorded_sources(con):
-        planned = con.execute("SELECT count(*) FROM plan_items WHERE bulk_action_id = ?",
-                              [source.bulk_action_id]).fetchone()[0]
+        planned = scalar(con, "SELECT count(*) FROM plan_items WHERE bulk_action_id = ?",
+                              [source.bulk_action_id])
         if not planned and source.source_kind != SourceKind.REQUEST:
             continue
         if backup_error is None and source.bulk_action_id in unverified:

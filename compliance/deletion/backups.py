@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
-from compliance.store.backup import BackupError, BackupManifest, remove_orphans, verify_backup, write_backup
 from compliance.errors import first_line
-from compliance.store.files import folder_bytes
 from compliance.home import Home, OutsideHome
 from compliance.progress import Progress, count
-from compliance.store.schema import ASSOCIATED, MEMBERSHIPS
 from compliance.settings import Settings
-from compliance.store.sql import table_exists
+from compliance.store.backup import BackupError, BackupManifest, remove_orphans, verify_backup, write_backup
 from compliance.store.connection import home_of
+from compliance.store.files import folder_bytes
+from compliance.store.schema import ASSOCIATED, MEMBERSHIPS
+from compliance.store.sql import table_exists
 from compliance.vocabulary import Outcome
 
 
@@ -105,7 +105,7 @@ def _write_one(con: duckdb.DuckDBPyConnection, home: Home, settings: Settings, b
                       f"WHERE _backup_bulk_action_id = ? ORDER BY _backup_row_id", [bulk_action_id])
               for table in tables}
     try:
-        written_at = datetime.now(timezone.utc)
+        written_at = datetime.now(UTC)
         manifest = write_backup(
             con, folder=folder, bulk_action_id=bulk_action_id,
             contact_ids_sql=f"SELECT contact_id FROM {_staged('contacts')}", tables=tables[1:],
@@ -115,7 +115,7 @@ def _write_one(con: duckdb.DuckDBPyConnection, home: Home, settings: Settings, b
         return f"backup failed: {exc}"
     con.execute("UPDATE plan_sources SET backup_path = ?, backup_sha256 = ?, backup_written_at = ?,"
                 " backup_verified_at = ?, backup_rows = ?, backup_bytes = ? WHERE bulk_action_id = ?",
-                [home.relative(folder), manifest.manifest_sha256, written_at, datetime.now(timezone.utc),
+                [home.relative(folder), manifest.manifest_sha256, written_at, datetime.now(UTC),
                  manifest.total_rows, folder_bytes(folder), bulk_action_id])
     return manifest
 
@@ -161,6 +161,9 @@ def verify_planned_backups(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     problems: dict[str, str] = {}
     for backup in planned_backups(con):
         if backup.error:
+            continue
+        if backup.path is None:
+            problems[backup.bulk_action_id] = "the plan records neither a backup path nor a backup error"
             continue
         try:
             verify_backup(backup_folder(con, backup.path), backup.sha256)

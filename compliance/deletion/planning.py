@@ -11,13 +11,20 @@ import duckdb
 from compliance.bulk_actions import new_bulk_action_id
 from compliance.contacts import RULE_EXEMPT_IDS
 from compliance.requests.intake import CURRENT_ATTEMPT, REQUEST_SOURCE_PREFIX
-from compliance.store.keys import KeyedHasher
 from compliance.rules import Condition, bind_clock, predicate
 from compliance.settings import Rules, Settings
-from compliance.store.sql import run_sql_file
 from compliance.staff import authorize, recorded_requester
-from compliance.vocabulary import (DELETE_OUTCOMES, LEGAL_REGULATIONS, PLANNED_STATUSES, ContactState, RequestKind,
-                                   RequestStatus, SourceKind)
+from compliance.store.keys import KeyedHasher
+from compliance.store.sql import run_sql_file
+from compliance.vocabulary import (
+    DELETE_OUTCOMES,
+    LEGAL_REGULATIONS,
+    PLANNED_STATUSES,
+    ContactState,
+    RequestKind,
+    RequestStatus,
+    SourceKind,
+)
 
 OUTCOMES = DELETE_OUTCOMES
 # Tables whose request sources subject_matches_sql may read.
@@ -125,7 +132,8 @@ def build_plan(con: duckdb.DuckDBPyConnection, *, hasher: KeyedHasher, settings:
     con.execute("CREATE OR REPLACE TABLE plan_sources (bulk_action_id VARCHAR, ord INTEGER, source_kind VARCHAR,"
                 " source VARCHAR, source_ref VARCHAR, requested_by VARCHAR, regulation VARCHAR, legal BOOLEAN,"
                 " rejection VARCHAR, preview BOOLEAN, backup_path VARCHAR, backup_sha256 VARCHAR,"
-                " backup_written_at TIMESTAMPTZ, backup_verified_at TIMESTAMPTZ, backup_rows BIGINT, backup_bytes BIGINT,"
+                " backup_written_at TIMESTAMPTZ, backup_verified_at TIMESTAMPTZ, backup_rows BIGINT,"
+                " backup_bytes BIGINT,"
                 " backup_error VARCHAR)")
     if sources:
         con.executemany("INSERT INTO plan_sources (bulk_action_id, ord, source_kind, source, source_ref, requested_by,"
@@ -156,7 +164,9 @@ def read_plan(con: duckdb.DuckDBPyConnection) -> Plan:
                {', '.join('count(i.outcome) FILTER (WHERE i.outcome = ?)' for _ in OUTCOMES)}
         FROM plan_sources s LEFT JOIN plan_items i USING (bulk_action_id)
         GROUP BY ALL ORDER BY min(s.ord)""", list(OUTCOMES)).fetchall()
-    return Plan([PlannedAction(*row[:7], counts=dict(zip(OUTCOMES, row[7:]))) for row in rows])
+    return Plan([PlannedAction(bulk_action_id, source, source_ref, requested_by, regulation, rejection, preview,
+                               counts=dict(zip(OUTCOMES, counts, strict=True)))
+                 for bulk_action_id, source, source_ref, requested_by, regulation, rejection, preview, *counts in rows])
 
 
 def plan_items(con: duckdb.DuckDBPyConnection, bulk_action_id: str | None = None) -> list[dict[str, Any]]:
@@ -165,7 +175,8 @@ def plan_items(con: duckdb.DuckDBPyConnection, bulk_action_id: str | None = None
     rows = con.execute(f"SELECT i.bulk_action_id, s.source, i.contact_id, i.outcome, i.reason FROM plan_items i "
                        f"JOIN plan_sources s USING (bulk_action_id) {where} ORDER BY s.ord, i.contact_id NULLS LAST, "
                        f"i.reason", [bulk_action_id] if bulk_action_id else []).fetchall()
-    return [dict(zip(("bulk_action_id", "source", "contact_id", "outcome", "reason"), row)) for row in rows]
+    columns = ("bulk_action_id", "source", "contact_id", "outcome", "reason")
+    return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
 def _plan_sources(con: duckdb.DuckDBPyConnection, rules: Rules, as_of: datetime, include_requests: bool,

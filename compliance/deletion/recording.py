@@ -9,6 +9,7 @@ import duckdb
 from compliance.bulk_actions import BulkAction, record_bulk_action, record_items
 from compliance.deletion.planning import PlanSource
 from compliance.requests.intake import REQUEST_SOURCE_PREFIX
+from compliance.store.sql import one_row, scalar
 from compliance.vocabulary import BulkActionKind, BulkActionStatus, Outcome, RequestStatus, SourceKind
 
 
@@ -49,7 +50,7 @@ def record_deletion(con: duckdb.DuckDBPyConnection, source: PlanSource, *, as_of
         source.bulk_action_id, BulkActionKind.DELETE, source.source, source.source_ref, source.requested_by, status,
         requester_authorized=source.rejection is None, regulation=source.regulation,
         reason=source.rejection or backup_error), created_at=as_of, run_id=run_id)
-    if status == BulkActionStatus.COMPLETED and con.execute("SELECT count(*) FROM doomed").fetchone()[0]:
+    if status == BulkActionStatus.COMPLETED and scalar(con, "SELECT count(*) FROM doomed"):
         con.execute("""
             INSERT INTO backups (bulk_action_id, path, written_at, verified_at, created_as_of, manifest_sha256,
                                  contacts, total_rows, bytes)
@@ -80,9 +81,9 @@ def settle_request(con: duckdb.DuckDBPyConnection, source: PlanSource, backup_er
                     [f"{backup_error}; will retry on the next run (bulk action {source.bulk_action_id})",
                      *this_attempt[1], RequestStatus.PENDING])
         return
-    blocked, blockers = con.execute(
-        "SELECT count(*), string_agg(DISTINCT reason, '; ' ORDER BY reason) FROM plan_items "
-        "WHERE bulk_action_id = ? AND outcome = ?", [source.bulk_action_id, Outcome.BLOCKED]).fetchone()
+    blocked, blockers = one_row(
+        con, "SELECT count(*), string_agg(DISTINCT reason, '; ' ORDER BY reason) FROM plan_items "
+        "WHERE bulk_action_id = ? AND outcome = ?", [source.bulk_action_id, Outcome.BLOCKED])
     if blocked:
         con.execute(f"UPDATE requests SET reason = ? WHERE {this_attempt[0]} AND status = ?",
                     [f"waiting: {blocked} contact{'s' if blocked != 1 else ''} blocked ({blockers}); tried again "

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
-from typing import Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 
 from compliance.errors import InputError
+from compliance.store.sql import scalar
 
 ABANDONED_AFTER = timedelta(hours=1)
 
@@ -25,7 +26,7 @@ def stage_selection(con: duckdb.DuckDBPyConnection, contact_ids: Sequence[str]) 
     """
     token = uuid.uuid4().hex
     con.execute("INSERT INTO manual_selections VALUES (?, ?, ?)",
-                [token, list(dict.fromkeys(contact_ids)), datetime.now(timezone.utc)])
+                [token, list(dict.fromkeys(contact_ids)), datetime.now(UTC)])
     return token
 
 
@@ -44,5 +45,5 @@ def take_selection(con: duckdb.DuckDBPyConnection, token: str) -> tuple[str, ...
 
 def drop_abandoned_selections(con: duckdb.DuckDBPyConnection) -> int:
     """Remove selections whose run never took them (it failed to start)."""
-    cutoff = datetime.now(timezone.utc) - ABANDONED_AFTER
-    return con.execute("DELETE FROM manual_selections WHERE created_at < ?", [cutoff]).fetchone()[0]
+    cutoff = datetime.now(UTC) - ABANDONED_AFTER
+    return scalar(con, "DELETE FROM manual_selections WHERE created_at < ?", [cutoff])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -23,7 +23,7 @@ class StoreAuditAnchor:
 
     def write(self, entries: int, head: str) -> None:
         self.con.execute("INSERT OR REPLACE INTO audit_anchor VALUES ('audit', ?, ?, ?)",
-                         [entries, head, datetime.now(timezone.utc)])
+                         [entries, head, datetime.now(UTC)])
 
 
 def anchored_log(con: duckdb.DuckDBPyConnection, home: Home) -> AuditLog:
@@ -45,9 +45,10 @@ def verify_before_writing(con: duckdb.DuckDBPyConnection, home: Home) -> AuditVe
     Raises:
         AuditLogBroken: the chain is broken or does not pass the anchored head.
     """
-    log = anchored_log(con, home)
+    anchor = StoreAuditAnchor(con)
+    log = AuditLog(home.audit_file, anchor=anchor)
     walked = _walked.get(home.audit_file)
-    if walked is not None and walked[0] == (_file_state(home.audit_file), log.anchor.read()):
+    if walked is not None and walked[0] == (_file_state(home.audit_file), anchor.read()):
         # Several steps of one run check before they write; a log unchanged since its last walk is not walked again.
         return walked[1]
     verification = log.verify()
@@ -56,13 +57,13 @@ def verify_before_writing(con: duckdb.DuckDBPyConnection, home: Home) -> AuditVe
             f"the audit log {verification.path} is not intact at entry {verification.first_bad_entry}: "
             f"{verification.reason}. Nothing was changed. Restore the log from a copy, or move it aside and "
             "record why; `retention audit verify` shows the state")
-    anchored = log.anchor.read()
+    anchored = anchor.read()
     # Only a log that grew past its anchor (a store from before anchors, or a crash between an append and its
     # anchor) moves it here; an empty or anchored log leaves the store untouched.
     if verification.entries > (anchored[0] if anchored else 0):
         entries, head = log.head()
-        log.anchor.write(entries, head)
-    _walked[home.audit_file] = ((_file_state(home.audit_file), log.anchor.read()), verification)
+        anchor.write(entries, head)
+    _walked[home.audit_file] = ((_file_state(home.audit_file), anchor.read()), verification)
     return verification
 
 

@@ -7,10 +7,11 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 from compliance.clock import utc_iso
 
@@ -110,8 +111,8 @@ class AuditLog:
             fcntl.flock(fd, fcntl.LOCK_EX)
             last = _last_entry(fd, self.path)
             if self.anchor is not None:
-                self._check_anchor(last)
-            entry = {
+                self._check_anchor(self.anchor, last)
+            entry: dict[str, Any] = {
                 "seq": last["seq"] + 1 if last else 1,
                 "at": utc_iso(at),
                 "event": event,
@@ -127,9 +128,9 @@ class AuditLog:
             os.close(fd)
         return entry
 
-    def _check_anchor(self, last: dict | None) -> None:
+    def _check_anchor(self, anchor: AuditAnchor, last: dict | None) -> None:
         """Refuse to append to a log whose head is not the anchored one (nor a verified extension of it)."""
-        anchored = self.anchor.read()
+        anchored = anchor.read()
         if anchored is None:
             return
         entries, head = anchored
@@ -185,10 +186,10 @@ class AuditLog:
                     reason = (f"the chain was rewritten: entry {number}'s hash is not the one the store anchored "
                               "after it was written")
                 anchor_seen = True
-            if reason:
+            if reason or entry is None:
                 return AuditVerification(False, count, str(self.path), number, reason, _entries(anchored))
             prev, count = entry["hash"], number
-        if not anchor_seen:
+        if not anchor_seen and anchored is not None:
             return AuditVerification(False, count, str(self.path), count + 1,
                                      f"entries {count + 1} to {anchored[0]} are missing: the store anchored "
                                      f"{anchored[0]} entries", _entries(anchored))

@@ -10,9 +10,9 @@ from typing import Any
 
 import duckdb
 
-from compliance.store.files import folder_bytes
 from compliance.evidence.metrics import ANSWERED_SQL
 from compliance.store.connection import home_of
+from compliance.store.files import folder_bytes
 
 # Where a deletion came from, by the bulk action's source ("request <file>", "rule <name>", "manual") and whether
 # the request was a legal erasure; never the file or rule name, which a user may have named after a person.
@@ -55,7 +55,8 @@ class History:
             row[0 if group == SOURCE_GROUPS[0] else 1] += count
         for day, kind, count in self.restores_purges_by_day:
             quarters.setdefault(_quarter(day), [0, 0, 0, 0])[2 if kind == "restored" else 3] += count
-        return [(quarter, *counts) for quarter, counts in sorted(quarters.items())]
+        return [(quarter, erased, other, restored, purged)
+                for quarter, (erased, other, restored, purged) in sorted(quarters.items())]
 
 
 def _quarter(day: date) -> str:
@@ -164,7 +165,7 @@ def _stacked_by_day(axes, rows: list[tuple[date, str, int]], groups: tuple[str, 
         heights = [counts.get((day, group), 0) for day in days]
         if any(heights):
             axes.bar(days, heights, bottom=bottom, width=1.0, label=group)
-            bottom = [b + h for b, h in zip(bottom, heights)]
+            bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
     axes.set_ylabel("contacts")
     axes.legend(loc="upper left", fontsize=8, frameon=False)
     axes.margins(x=0.01)

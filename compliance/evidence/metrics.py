@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -41,7 +41,7 @@ def request_metrics(con: duckdb.DuckDBPyConnection, *, year: int) -> dict[str, A
         "denied_reasons": {group: count}, "median_days_to_respond", "mean_days_to_respond"}]}; days rounded to
         two decimals, None when nothing was answered.
     """
-    start, end = datetime(year, 1, 1, tzinfo=timezone.utc), datetime(year + 1, 1, 1, tzinfo=timezone.utc)
+    start, end = datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
     rows = con.execute(f"""
         WITH answered AS ({ANSWERED_SQL}),
         year_requests AS (
@@ -107,5 +107,6 @@ def metrics_lines(metrics: dict[str, Any]) -> list[str]:
     if len(rows) == 1:
         return [title, "  no request received that year"]
     widths = [max(len(row[i]) for row in rows) for i in range(len(METRICS_HEADER) - 1)]
-    return [title] + ["  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1]
-                      for row in rows]
+    # The last column is not padded: zip stops at the widths, one fewer than the cells.
+    return [title] + ["  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+                      + "  " + row[-1] for row in rows]

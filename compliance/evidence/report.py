@@ -13,9 +13,9 @@ from typing import Any
 import duckdb
 
 from compliance.evidence.history import CHARTS, build_history, inline_svg, write_charts
+from compliance.evidence.metrics import METRICS_HEADER, metrics_table, request_metrics
 from compliance.home import Home
 from compliance.invariants import InvariantResult, InvariantSummary
-from compliance.evidence.metrics import METRICS_HEADER, metrics_table, request_metrics
 from compliance.requests.records import bulk_actions, request_records
 
 

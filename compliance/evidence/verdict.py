@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
 REFUSALS = ("blocked", "rejected", "failed")
@@ -71,7 +72,7 @@ def combined_run_summary(summaries: list[dict[str, Any]], shards: list[str],
             else:
                 ingest[key] = ingest.get(key, 0) + value
     checks: dict[str, dict[str, Any]] = {}
-    for shard, summary in zip(shards, summaries):
+    for shard, summary in zip(shards, summaries, strict=True):
         for name, check in summary.get("checks", {}).items():
             combined = checks.setdefault(name, {"passed": True, "message": check["message"]})
             if not check["passed"] and combined["passed"]:
@@ -87,12 +88,12 @@ def combined_run_summary(summaries: list[dict[str, Any]], shards: list[str],
         "checks": checks,
         "report": summaries[0].get("report"),
         "data_docs": summaries[0].get("data_docs"),
-        "bulk_actions": [{**action, "shard": shard} for shard, summary in zip(shards, summaries)
+        "bulk_actions": [{**action, "shard": shard} for shard, summary in zip(shards, summaries, strict=True)
                          for action in summary["bulk_actions"]],
-        "refused_or_failed": [f"{shard}: {problem}" for shard, summary in zip(shards, summaries)
+        "refused_or_failed": [f"{shard}: {problem}" for shard, summary in zip(shards, summaries, strict=True)
                               for problem in summary["refused_or_failed"]] + run_problems((), checks=overall),
         "deadlines": deadlines,
         "shards": [{"shard": shard, "run_id": summary["run_id"], "success": summary["success"],
                     "seconds": summary["seconds"], "report": summary.get("report")}
-                   for shard, summary in zip(shards, summaries)],
+                   for shard, summary in zip(shards, summaries, strict=True)],
     }

@@ -5,10 +5,17 @@ reduction, its expectation and its pass and fail messages; `builtin` registers t
 module that imports GX. Checks, summaries and reports list invariants in registry order.
 """
 
-from compliance.invariants.builtin import (BACKUPS_WITHIN_RETENTION, BULK_ACTION_COUNTS_ADD_UP,
-                                           DELETED_CONTACTS_BACKED_UP, DELETIONS_TRACE_TO_ADMIN,
-                                           NO_MEMBERSHIPS_OF_DELETED, NO_ORPHANED_ASSOCIATED_DATA, PURGE_RAN,
-                                           RESTORES_INSIDE_WINDOW, SUPPRESSED_STAY_ERASED)
+from compliance.invariants.builtin import (
+                                           BACKUPS_WITHIN_RETENTION,
+                                           BULK_ACTION_COUNTS_ADD_UP,
+                                           DELETED_CONTACTS_BACKED_UP,
+                                           DELETIONS_TRACE_TO_ADMIN,
+                                           NO_MEMBERSHIPS_OF_DELETED,
+                                           NO_ORPHANED_ASSOCIATED_DATA,
+                                           PURGE_RAN,
+                                           RESTORES_INSIDE_WINDOW,
+                                           SUPPRESSED_STAY_ERASED,
+)
 from compliance.invariants.registry import MAX_SAMPLES, REGISTRY, Invariant, Row, Run, descriptions, register
 from compliance.invariants.results import InvariantResult, InvariantSummary
 from compliance.invariants.suite import DOCS_SITE, SUITE_NAME, check_invariants

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from compliance.clock import utc_iso
+from compliance.errors import first_line
 from compliance.invariants.reductions import NO_BULK_ACTION, deletion_groups, gone_hits
 from compliance.invariants.registry import MAX_SAMPLES, Invariant, Row, Run, register
-from compliance.errors import first_line
 from compliance.invariants.results import plural
-from compliance.store.schema import ASSOCIATED, CONTACT_LINKED, MEMBERSHIPS, TableSpec
 from compliance.settings import Settings
+from compliance.store.schema import ASSOCIATED, CONTACT_LINKED, MEMBERSHIPS, TableSpec
+from compliance.store.sql import one_row, scalar
 
 PURGE_RAN = "purge_ran"
 DELETED_CONTACTS_BACKED_UP = "deleted_contacts_backed_up"
@@ -35,10 +36,10 @@ class PurgeRan(Invariant):
     fail_message = "{n} deleted contact{s} past the {window}-day restore window {are} still in the store"
 
     def measure(self, run: Run) -> list[Row]:
-        count, samples = run.con.execute(
-            "SELECT count(*), list(contact_id ORDER BY deleted_at, contact_id)[1:$samples] FROM contact_lifecycle "
-            "WHERE state = 'deleted' AND epoch_us(deleted_at) + $window_us < $as_of_us",
-            {"samples": MAX_SAMPLES, "window_us": run.window_us, "as_of_us": run.as_of_us}).fetchone()
+        count, samples = one_row(
+            run.con, "SELECT count(*), list(contact_id ORDER BY deleted_at, contact_id)[1:$samples] "
+            "FROM contact_lifecycle WHERE state = 'deleted' AND epoch_us(deleted_at) + $window_us < $as_of_us",
+            {"samples": MAX_SAMPLES, "window_us": run.window_us, "as_of_us": run.as_of_us})
         return [self.count_row("past_window", count, samples)]
 
 
@@ -133,11 +134,11 @@ class RestoresInsideWindow(Invariant):
     fail_message = "{n} restore violation{s}: {details}"
 
     def measure(self, run: Run) -> list[Row]:
-        count, samples = run.con.execute(
-            "SELECT count(*), list(contact_id ORDER BY contact_id)[1:$samples] FROM contact_lifecycle "
+        count, samples = one_row(
+            run.con, "SELECT count(*), list(contact_id ORDER BY contact_id)[1:$samples] FROM contact_lifecycle "
             "WHERE restored_at IS NOT NULL "
             "AND (deleted_at IS NULL OR epoch_us(restored_at) > epoch_us(deleted_at) + $window_us)",
-            {"samples": MAX_SAMPLES, "window_us": run.window_us}).fetchone()
+            {"samples": MAX_SAMPLES, "window_us": run.window_us})
         window = run.settings.restore_window_days
         rows = [self.count_row("late_restore", count, samples,
                                detail=f"{count} restored after the {window}-day window")]
@@ -210,9 +211,9 @@ class SuppressedStayErased(Invariant):
 
     def measure(self, run: Run) -> list[Row]:
         count, samples = 0, []
-        if run.con.execute("SELECT count(*) FROM suppression").fetchone()[0]:
+        if scalar(run.con, "SELECT count(*) FROM suppression"):
             h = run.hasher
-            count, samples = run.con.execute(f"""
+            count, samples = one_row(run.con, f"""
                 WITH live AS (
                     SELECT c.contact_id FROM contacts c
                     LEFT JOIN contact_lifecycle l ON l.contact_id = c.contact_id
@@ -227,7 +228,7 @@ class SuppressedStayErased(Invariant):
                 hit AS (SELECT DISTINCT k.contact_id FROM keyed k
                         JOIN suppression s ON s.key_kind = k.kind AND s.key_hash = k.key_hash)
                 SELECT count(*), list(contact_id ORDER BY contact_id)[1:$samples] FROM hit""",
-                {"samples": MAX_SAMPLES}).fetchone()
+                {"samples": MAX_SAMPLES})
         return [self.count_row("active_suppressed", count, samples)]
 
 

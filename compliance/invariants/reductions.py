@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from compliance.home import OutsideHome
 from compliance.invariants.registry import MAX_SAMPLES, Run
 from compliance.purge import PURGED_LABEL_PREFIX
-from compliance.store.schema import CONTACT_LINKED, TableSpec
 from compliance.store.connection import home_of
+from compliance.store.schema import CONTACT_LINKED, TableSpec
+from compliance.store.sql import scalar
 
 NO_BULK_ACTION = "(none)"
 
@@ -34,16 +36,14 @@ def deletion_groups(run: Run) -> list[dict[str, Any]]:
         LEFT JOIN backups b ON b.bulk_action_id = g.deleted_by
         ORDER BY subject""", {"samples": MAX_SAMPLES, "none": NO_BULK_ACTION})
     columns = [column[0] for column in cursor.description]
-    groups = [dict(zip(columns, values)) for values in cursor.fetchall()]
+    groups = [dict(zip(columns, values, strict=True)) for values in cursor.fetchall()]
     home = home_of(run.con)
     for group in groups:
         group["samples"] = tuple(group["samples"] or ())
         if group["path"] is not None and home is not None:
             # Recorded relative to the home; a path leading outside it is checked as written, and fails there.
-            try:
+            with contextlib.suppress(OutsideHome):
                 group["path"] = str(home.inside(group["path"]))
-            except OutsideHome:
-                pass
     return groups
 
 
@@ -54,7 +54,7 @@ def gone_hits(run: Run) -> dict[str, tuple[int, list[str]]]:
     """
     params: dict[str, Any] = {"samples": MAX_SAMPLES}
     purged = ""
-    if run.con.execute("SELECT count(*) FROM purged_contacts").fetchone()[0]:
+    if scalar(run.con, "SELECT count(*) FROM purged_contacts"):
         ids = " UNION ".join(f"SELECT contact_id FROM {spec.name}" for spec in CONTACT_LINKED)
         hashed = run.hasher.sql("contact_id", "contact_id")
         # Only ids still referenced somewhere are hashed: a keyed hash cannot be reversed, only matched.

@@ -5,18 +5,19 @@ The registry keeps registration order, which is the order of every summary, chec
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, ClassVar, Sequence, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, TypeVar
 
 import duckdb
 
-from compliance.store.keys import KeyedHasher
 from compliance.settings import Settings
+from compliance.store.keys import KeyedHasher
 
 MAX_SAMPLES = 10
 _US_PER_DAY = 86_400_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 T = TypeVar("T")
 
@@ -54,7 +55,7 @@ class Run:
         self.window_us = settings.restore_window_days * _US_PER_DAY
         self._once: dict[Callable[..., Any], Any] = {}
 
-    def once(self, reduction: Callable[["Run"], T]) -> T:
+    def once(self, reduction: Callable[[Run], T]) -> T:
         """The value of `reduction(self)`, computed on the first call of this run only."""
         if reduction not in self._once:
             self._once[reduction] = reduction(self)
@@ -146,5 +147,5 @@ def select(only: Sequence[str] | str | None = None) -> list[Invariant]:
 
 def _epoch_us(value: datetime) -> int:
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return (value - _EPOCH) // timedelta(microseconds=1)

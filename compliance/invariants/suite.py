@@ -10,18 +10,19 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import duckdb
 import pandas as pd
 
-from compliance.invariants.registry import Invariant, Row, Run, select
 from compliance.errors import first_line
+from compliance.invariants.registry import Invariant, Row, Run, select
 from compliance.invariants.results import InvariantSummary, Verdict, summarize
-from compliance.store.keys import KeyedHasher
 from compliance.settings import Settings
+from compliance.store.keys import KeyedHasher
 
 SUITE_NAME = "retention_invariants"
 DOCS_SITE = "retention_invariants"
@@ -109,7 +110,10 @@ def _expectations(gx: Any, invariant: Invariant, settings: Settings) -> list[Any
 def _context(gx: Any, docs_dir: Path | None) -> Any:
     """An in-memory GX context: no project folder, no analytics, no progress bars; Data Docs only when asked."""
     from great_expectations.data_context.types.base import (
-        DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig)
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
 
     config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(), analytics_enabled=False,
                                progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False))

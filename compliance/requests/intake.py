@@ -5,25 +5,42 @@ from __future__ import annotations
 import hashlib
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import duckdb
 
-from compliance.evidence.audit import AuditLog, personal_data_kind
 from compliance.errors import InputError
+from compliance.evidence.audit import AuditLog, personal_data_kind
 from compliance.home import Home, shard_name
+from compliance.requests.parsing import (
+    Request,
+    RequestFile,
+    add_months,
+    archive,
+    due_at,
+    parse_request_file,
+    pending_request_files,
+    quarantine,
+)
 from compliance.requests.redaction import redact_text
-from compliance.requests.parsing import (Request, RequestFile, add_months, archive, due_at, parse_request_file,
-                                 pending_request_files, quarantine)
 from compliance.settings import Deadlines, Settings
 from compliance.shards.placement import shard_count
 from compliance.staff import authorize, recorded_requester
 from compliance.store.connection import transaction
-from compliance.vocabulary import (ANSWERED_STATUSES, FINAL_STATUSES, LEGAL_REGULATIONS, PLANNED_STATUSES, RequestKind,
-                                   RequestStatus)
+from compliance.store.sql import scalar
+from compliance.vocabulary import (
+    ANSWERED_STATUSES,
+    FINAL_STATUSES,
+    LEGAL_REGULATIONS,
+    PLANNED_STATUSES,
+    RequestKind,
+    RequestStatus,
+)
 
 CONFIRMATION_WORD = "DELETE"
 EXTENDABLE_REGULATIONS = LEGAL_REGULATIONS
@@ -90,11 +107,12 @@ def take_requests(con: duckdb.DuckDBPyConnection, home: Home, *, as_of: datetime
             for request in parsed.requests:
                 status = _record(con, name, parsed, request, as_of, settings)
                 result.by_status[status.value] += 1
-        if parsed.error:
+        error = parsed.error
+        if error:
             result.by_status[RequestStatus.QUARANTINED.value] += 1
             result.quarantined.append(name)
             if move_files:
-                settle_across_shards(home, path, name, parsed.file_hash, lambda p: quarantine(p, parsed.error))
+                settle_across_shards(home, path, name, parsed.file_hash, partial(quarantine, reason=error))
         elif move_files and not _open_requests(con, name, parsed.file_hash):
             settle_across_shards(home, path, name, parsed.file_hash, archive)
     return result
@@ -133,7 +151,7 @@ def settle_across_shards(home: Home, path: Path, name: str, file_hash: str,
         return move(path)
     receipts = home.request_receipts_dir / hashlib.sha256(f"{name}\0{file_hash}".encode()).hexdigest()[:32]
     receipts.mkdir(parents=True, exist_ok=True)
-    (receipts / home.shard_name).touch()
+    (receipts / shard_name(home.shard)).touch()
     if {entry.name for entry in receipts.iterdir()} < {shard_name(k) for k in range(shard_count(home))}:
         return None
     try:
@@ -192,9 +210,8 @@ def _screened(parsed: RequestFile) -> tuple[RequestFile, str]:
 
 
 def _open_requests(con: duckdb.DuckDBPyConnection, file: str, file_hash: str) -> bool:
-    return con.execute("SELECT count(*) FROM requests WHERE file = ? AND file_hash = ? AND status NOT IN "
-                       f"({', '.join('?' for _ in FINAL_STATUSES)})", [file, file_hash, *FINAL_STATUSES]
-                       ).fetchone()[0] > 0
+    return scalar(con, "SELECT count(*) FROM requests WHERE file = ? AND file_hash = ? AND status NOT IN "
+                       f"({', '.join('?' for _ in FINAL_STATUSES)})", [file, file_hash, *FINAL_STATUSES]) > 0
 
 
 def _record_quarantine(con: duckdb.DuckDBPyConnection, name: str, parsed: RequestFile,
@@ -264,7 +281,7 @@ def _extend_from_file(con: duckdb.DuckDBPyConnection, request: Request, as_of: d
     return f"extension recorded: now due {extension['due_at']:%Y-%m-%d %H:%M} UTC"
 
 
-def extend_request(con: duckdb.DuckDBPyConnection, request_id: str, reason: str, as_of: datetime, *,
+def extend_request(con: duckdb.DuckDBPyConnection, request_id: str, reason: str | None, as_of: datetime, *,
                    deadlines: Deadlines | None = None, requested_by: str | None = None) -> dict[str, Any]:
     """Extend an open request's deadline once, with notice of why (GDPR Art. 12(3), CCPA regs 7021(b)).
 
@@ -347,7 +364,7 @@ def prune_request_records(con: duckdb.DuckDBPyConnection, as_of: datetime,
         f"WHERE r.audited AND r.status IN ({', '.join('?' for _ in FINAL_STATUSES)}) "
         "AND greatest(r.seen_at, coalesce(r.received_at, r.seen_at), coalesce(b.applied_at, r.seen_at)) < ?")
     with transaction(con):
-        count = con.execute(f"SELECT count(*) FROM ({expired})", [*FINAL_STATUSES, cutoff]).fetchone()[0]
+        count = scalar(con, f"SELECT count(*) FROM ({expired})", [*FINAL_STATUSES, cutoff])
         if count:
             con.execute(f"DELETE FROM requests WHERE rowid IN ({expired})", [*FINAL_STATUSES, cutoff])
             con.execute("DELETE FROM pending_subjects WHERE request_id NOT IN "

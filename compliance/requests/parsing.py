@@ -11,7 +11,7 @@ import json
 import os
 import stat
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -321,7 +321,7 @@ def _parse_csv(text: str) -> tuple[Request, ...]:
         where = f"row {number}"
         if len(cells) != len(header):
             raise _Invalid(f"{where}: has {len(cells)} cells but the header has {len(header)} columns")
-        row = {name: (cell if cell.strip() else None) for name, cell in zip(header, cells)}
+        row = {name: (cell if cell.strip() else None) for name, cell in zip(header, cells, strict=True)}
         request_id = _required_string(row["request_id"], f"{where}: request_id")
         fields = _csv_request_fields(row, where)
         subject = _subject({key: _optional_string(row[key], f"{where}: {key}") for key in IDENTIFIERS}, where)
@@ -439,8 +439,8 @@ def _timestamp(value: Any, field: str) -> datetime:
     except ValueError:
         raise _Invalid(f"{field}: {_show(text)} is not an ISO 8601 timestamp (e.g. 2026-11-01T09:30:00Z)") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def _json_type(value: Any) -> str:

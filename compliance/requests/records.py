@@ -7,11 +7,19 @@ from typing import Any
 
 import duckdb
 
-from compliance.evidence.audit import AuditLog, personal_data_kind
 from compliance.clock import utc_iso
+from compliance.evidence.audit import AuditLog, personal_data_kind
 from compliance.requests.redaction import audited_requester, redact_text
-from compliance.vocabulary import (ANSWERED_STATUSES, COUNTED_OUTCOMES, DONE_OUTCOME, FINAL_STATUSES, Deadline,
-                                   RequestStatus, values)
+from compliance.store.sql import one_row
+from compliance.vocabulary import (
+    ANSWERED_STATUSES,
+    COUNTED_OUTCOMES,
+    DONE_OUTCOME,
+    FINAL_STATUSES,
+    Deadline,
+    RequestStatus,
+    values,
+)
 
 DONE_FIELD = DONE_OUTCOME
 _ACTION_COLUMNS = ("bulk_action_id", "kind", "source", "source_ref", "requested_by", "regulation", "created_at",
@@ -30,7 +38,7 @@ def _iso(value: Any) -> Any:
 
 
 def _action_document(row: tuple, iso: bool = True) -> dict[str, Any]:
-    record = dict(zip(_ACTION_COLUMNS, row))
+    record = dict(zip(_ACTION_COLUMNS, row, strict=True))
     counts = {"total": record.pop("total"), DONE_FIELD[record["kind"]]: record.pop("done")}
     for outcome in COUNTED_OUTCOMES:
         counts[outcome] = record.pop(outcome)
@@ -54,7 +62,7 @@ def bulk_actions(con: duckdb.DuckDBPyConnection, bulk_action_id: str | None = No
     if bulk_action_id and documents:
         items = con.execute("SELECT contact_id, outcome, reason FROM bulk_action_items WHERE bulk_action_id = ? "
                             "ORDER BY contact_id NULLS LAST, reason", [bulk_action_id]).fetchall()
-        documents[0]["items"] = [dict(zip(("contact_id", "outcome", "reason"), item)) for item in items]
+        documents[0]["items"] = [dict(zip(("contact_id", "outcome", "reason"), item, strict=True)) for item in items]
     return documents
 
 
@@ -75,7 +83,7 @@ def request_records(con: duckdb.DuckDBPyConnection, *, as_of: datetime) -> list[
     rows = con.execute(f"SELECT {', '.join(columns)} FROM requests ORDER BY seen_at, file, request_id").fetchall()
     records = []
     for row in rows:
-        record = dict(zip(columns, row))
+        record = dict(zip(columns, row, strict=True))
         record["deadline"] = _deadline(record, as_of)
         records.append({key: _iso(value) for key, value in record.items()})
     return records
@@ -126,8 +134,8 @@ def audit_new_records(con: duckdb.DuckDBPyConnection, log: AuditLog, *, at: date
     for row in con.execute(f"SELECT {', '.join(_ACTION_COLUMNS)} FROM bulk_actions WHERE NOT audited "
                            "ORDER BY applied_at, bulk_action_id").fetchall():
         document = _audit_safe(_action_document(row, iso=False), staff_ids)
-        os_user, host = con.execute("SELECT os_user, host FROM bulk_actions WHERE bulk_action_id = ?",
-                                    [document["bulk_action_id"]]).fetchone()
+        os_user, host = one_row(con, "SELECT os_user, host FROM bulk_actions WHERE bulk_action_id = ?",
+                                    [document["bulk_action_id"]])
         document["operator"] = _audit_safe({"os_user": os_user, "host": host}, staff_ids)
         log.append(f"bulk_action.{document['kind']}", at, **document)
         con.execute("UPDATE bulk_actions SET audited = true WHERE bulk_action_id = ?", [document["bulk_action_id"]])
@@ -135,7 +143,7 @@ def audit_new_records(con: duckdb.DuckDBPyConnection, log: AuditLog, *, at: date
     for row in con.execute(f"SELECT rowid, {', '.join(_REQUEST_COLUMNS)} FROM requests WHERE NOT audited AND status "
                            f"IN ({', '.join('?' for _ in FINAL_STATUSES)}) ORDER BY seen_at, file",
                            list(FINAL_STATUSES)).fetchall():
-        record = _audit_safe(dict(zip(_REQUEST_COLUMNS, row[1:])), staff_ids)
+        record = _audit_safe(dict(zip(_REQUEST_COLUMNS, row[1:], strict=True)), staff_ids)
         if record["reason"] != row[1 + _REQUEST_COLUMNS.index("reason")]:
             # A record stored before intake redacted reasons: its raw email or phone leaves the store as well.
             con.execute("UPDATE requests SET reason = ? WHERE rowid = ?", [record["reason"], row[0]])

@@ -8,11 +8,19 @@ import duckdb
 
 from compliance.bulk_actions import BulkAction, record_bulk_action, record_items
 from compliance.requests.intake import REQUEST_SOURCE_PREFIX
-from compliance.store.keys import KeyedHasher
 from compliance.restore.planning import RestoreAction, read_restore_plan
 from compliance.store.connection import transaction
-from compliance.vocabulary import (BulkActionKind, BulkActionStatus, ContactState, Outcome, RequestKind, RequestStatus,
-                                   SourceKind)
+from compliance.store.keys import KeyedHasher
+from compliance.store.sql import scalar
+from compliance.vocabulary import (
+    BulkActionKind,
+    BulkActionStatus,
+    ContactState,
+    Outcome,
+    RequestKind,
+    RequestStatus,
+    SourceKind,
+)
 
 
 def apply_restores(con: duckdb.DuckDBPyConnection, *, hasher: KeyedHasher, as_of: datetime,
@@ -32,8 +40,8 @@ def apply_restores(con: duckdb.DuckDBPyConnection, *, hasher: KeyedHasher, as_of
         The restore bulk actions recorded.
     """
     actions = [a for a in read_restore_plan(con)
-               if not con.execute("SELECT count(*) FROM bulk_actions WHERE bulk_action_id = ?",
-                                  [a.bulk_action_id]).fetchone()[0]]
+               if not scalar(con, "SELECT count(*) FROM bulk_actions WHERE bulk_action_id = ?",
+                                  [a.bulk_action_id])]
     for action in actions:
         with transaction(con):
             _restore_one(con, action, hasher, as_of, run_id)

@@ -11,10 +11,10 @@ import duckdb
 from compliance.bulk_actions import new_bulk_action_id
 from compliance.deletion import subject_matches_sql
 from compliance.requests.intake import CURRENT_ATTEMPT, REQUEST_SOURCE_PREFIX
-from compliance.store.keys import KeyedHasher
 from compliance.settings import Settings
-from compliance.store.sql import run_sql_file
 from compliance.staff import authorize, recorded_requester
+from compliance.store.keys import KeyedHasher
+from compliance.store.sql import run_sql_file
 from compliance.vocabulary import PLANNED_STATUSES, RESTORE_OUTCOMES, RequestKind, RequestStatus, SourceKind
 
 
@@ -107,4 +107,6 @@ def read_restore_plan(con: duckdb.DuckDBPyConnection) -> list[RestoreAction]:
                {', '.join('count(i.outcome) FILTER (WHERE i.outcome = ?)' for _ in RESTORE_OUTCOMES)}
         FROM restore_sources s LEFT JOIN restore_items i USING (bulk_action_id)
         GROUP BY ALL ORDER BY min(s.ord)""", list(RESTORE_OUTCOMES)).fetchall()
-    return [RestoreAction(*row[:5], counts=dict(zip(RESTORE_OUTCOMES, row[5:]))) for row in rows]
+    return [RestoreAction(bulk_action_id, source, source_ref, requested_by, rejection,
+                          counts=dict(zip(RESTORE_OUTCOMES, counts, strict=True)))
+            for bulk_action_id, source, source_ref, requested_by, rejection, *counts in rows]

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import duckdb
 
-from compliance.home import Home
-from compliance.requests.intake import recorded_name
-from compliance.invariants import MAX_SAMPLES, InvariantResult
 from compliance.evidence.report import load_invariants
+from compliance.home import Home
+from compliance.invariants import MAX_SAMPLES, InvariantResult
+from compliance.requests.intake import recorded_name
 from compliance.requests.parsing import odd_file, pending_request_files
-from compliance.shards.views import shard_catalog, whole_home
 from compliance.shards.placement import shard_homes, shard_of_sql
+from compliance.shards.views import shard_catalog, whole_home
 from compliance.store.sql import quote_identifier
 from compliance.vocabulary import FINAL_STATUSES
 

@@ -17,6 +17,7 @@ import duckdb
 from compliance.errors import InputError
 from compliance.home import SHARD_FOLDER, Home, shard_name
 from compliance.settings import MAX_SHARDS, load_settings
+from compliance.store.sql import scalar
 
 # The first 8 bytes of the sha256 of the location id, big-endian, modulo the shard count: the same in Python and in
 # DuckDB (SHARD_OF_SQL), in every process and version (never Python's salted hash()). A missing location is ''.
@@ -83,7 +84,7 @@ def _has_data(store: Path) -> bool:
     """Whether a store holds anything a run wrote: a snapshot, a request, a bulk action."""
     with duckdb.connect(str(store), read_only=True) as con:
         tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        return any(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        return any(scalar(con, f"SELECT count(*) FROM {table}")
                    for table in ("snapshots", "requests", "bulk_actions") if table in tables)
 
 

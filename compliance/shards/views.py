@@ -16,18 +16,18 @@ A shard still being written by a run cannot be attached: the command waits for i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import duckdb
 
 from compliance.home import Home
-from compliance.store.keys import KeyedHasher
 from compliance.requests.records import SHARD_BULK_ACTIONS
 from compliance.shards.placement import shard_homes
-from compliance.store.sql import quote_identifier, sql_string
 from compliance.staff import register_scope
 from compliance.store.connection import Store, configure
+from compliance.store.keys import KeyedHasher
+from compliance.store.sql import quote_identifier, sql_string
 from compliance.vocabulary import RequestStatus
 
 # Columns of a request record taken from the shards as they are (the same in every shard that recorded it).

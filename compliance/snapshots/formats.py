@@ -30,7 +30,7 @@ CSV_MAX_LINE_BYTES = 16 * FIELD_LIMIT_BYTES
 COLUMN_NAME_LIMIT = 256
 # Types a value of ours can be read from: scalars, not nested values or raw bytes.
 _UNUSABLE_TYPES = ("STRUCT", "MAP", "UNION", "BLOB", "BIT", "[]", "VARIANT")
-SNAPSHOT_FORMATS: dict[str, type["SnapshotFormat"]] = {}
+SNAPSHOT_FORMATS: dict[str, type[SnapshotFormat]] = {}
 register = registrar(SNAPSHOT_FORMATS)
 
 
@@ -186,12 +186,11 @@ def refuse_odd_file(path: Path, where: str) -> None:
 
 def csv_header(path: Path, where: str) -> list[str]:
     """The header cells of a CSV file, read by Python's csv module (DuckDB renames empty and repeated names)."""
-    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
-        with _large_fields():
-            try:
-                return next(csv.reader(handle), [])
-            except csv.Error as exc:
-                raise InputError(f"{where}: header: not valid CSV ({exc})") from None
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle, _large_fields():
+        try:
+            return next(csv.reader(handle), [])
+        except csv.Error as exc:
+            raise InputError(f"{where}: header: not valid CSV ({exc})") from None
 
 
 def check_column_names(names: list[str], where: str) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 import duckdb
 
 from compliance.errors import InputError
-from compliance.store.schema import BY_NAME, TABLES
 from compliance.snapshots.formats import SnapshotFormat, Source, empty_source, native_file, native_source, register
+from compliance.store.schema import BY_NAME, TABLES
 from compliance.store.sql import sql_string
 
 FOLDER = "highlevel"
@@ -100,10 +100,12 @@ COLLECTIONS: dict[str, tuple[str, dict[str, Field]]] = {
         "last_message_body": Field("lastMessageBody", _s("lastMessageBody")),
     }),
     "workflows": ("workflows", {
-        "workflow_id": Field("id", _s("id")), "name": Field("name", _s("name")), "status": Field("status", _s("status")),
+        "workflow_id": Field("id", _s("id")), "name": Field("name", _s("name")),
+        "status": Field("status", _s("status")),
     }),
     "campaigns": ("campaigns", {
-        "campaign_id": Field("id", _s("id")), "name": Field("name", _s("name")), "status": Field("status", _s("status")),
+        "campaign_id": Field("id", _s("id")), "name": Field("name", _s("name")),
+        "status": Field("status", _s("status")),
     }),
 }
 # Top-level keys a field reads besides the one it is named after.
@@ -133,7 +135,7 @@ class HighLevel(SnapshotFormat):
             if files and native:
                 raise InputError(f"snapshot {folder.name}: table {spec.name}: given both as {FOLDER}/{collection} and "
                                  f"as {native.name}; keep one")
-            if files:
+            if collection and files:
                 sources.append(_load(con, folder, collection, files, tag))
             elif native:
                 sources.append(native_source(con, folder, spec, native))

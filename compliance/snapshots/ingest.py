@@ -12,18 +12,18 @@ from pathlib import Path
 
 import duckdb
 
-from compliance.snapshots import highlevel  # noqa: F401  (registers the HighLevel snapshot format)
 from compliance import identifiers
 from compliance.errors import InputError
 from compliance.home import Home
-from compliance.store.keys import KeyedHasher
-from compliance.store.schema import ALLOWED_VALUES, CONTACT_LINKED, CONTACTS
+from compliance.progress import Progress, count
 from compliance.settings import Settings, load_settings
 from compliance.shards.placement import shard_count, shard_of_sql
+from compliance.snapshots import highlevel  # noqa: F401  (registers the HighLevel snapshot format)
 from compliance.snapshots.formats import FIELD_LIMIT_BYTES, Source, format_of, refuse_odd_file, unreadable
-from compliance.progress import Progress, count
-from compliance.store.sql import quote_identifier
 from compliance.store.connection import transaction
+from compliance.store.keys import KeyedHasher
+from compliance.store.schema import ALLOWED_VALUES, CONTACT_LINKED, CONTACTS
+from compliance.store.sql import one_row, quote_identifier, scalar
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ def _check_shrink(con: duckdb.DuckDBPyConnection, snapshot_id: str, sources: lis
     [source] = [source for source in sources if source.spec.name == "contacts"]
     mine = "" if home.shard is None else (
         f" WHERE {shard_of_sql(_cast(con, source, 'location_id'), shard_count(home))} = {int(home.shard)}")
-    contacts = con.execute(f"SELECT count(*) FROM {source.relation}{mine}").fetchone()[0]
+    contacts = scalar(con, f"SELECT count(*) FROM {source.relation}{mine}")
     if previous and not accept_shrink and (previous - contacts) / previous > max_drop:
         raise InputError(
             f"snapshot {snapshot_id}: contacts fall from {previous:,} to {contacts:,}, a drop of "
@@ -253,15 +253,15 @@ def _check_lengths(con: duckdb.DuckDBPyConnection, source: Source, numbered: str
     columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source.relation}").fetchall()]
     if not columns:
         return
-    lengths = con.execute("SELECT " + ", ".join(
+    lengths = one_row(con, "SELECT " + ", ".join(
         f"max(strlen(CAST({quote_identifier(column)} AS VARCHAR)))" for column in columns)
-        + f" FROM {source.relation}").fetchone()
-    for column, length in zip(columns, lengths):
+        + f" FROM {source.relation}")
+    for column, length in zip(columns, lengths, strict=True):
         if length is not None and length > FIELD_LIMIT_BYTES:
             quoted = quote_identifier(column)
-            row, size = con.execute(f"SELECT _row, strlen(CAST({quoted} AS VARCHAR)) FROM {numbered} "
+            row, size = one_row(con, f"SELECT _row, strlen(CAST({quoted} AS VARCHAR)) FROM {numbered} "
                                     f"WHERE strlen(CAST({quoted} AS VARCHAR)) > ? ORDER BY {source.order_column} "
-                                    f"LIMIT 1", [FIELD_LIMIT_BYTES]).fetchone()
+                                    f"LIMIT 1", [FIELD_LIMIT_BYTES])
             name = source.field(column) if column in source.spec.all_columns else f"column {column}"
             raise InputError(f"{where}: {source.locate(row)}: {name}: too long ({size:,} bytes; the limit is "
                              f"{FIELD_LIMIT_BYTES:,})")
@@ -305,10 +305,10 @@ def _finish_contact_keys(con: duckdb.DuckDBPyConnection) -> int:
     Returns:
         How many phones (primary and additional) fell back to their digits.
     """
-    unparsed = con.execute("""
+    unparsed = scalar(con, """
         SELECT coalesce(sum(CASE WHEN phone_key NOT LIKE '+%' THEN 1 ELSE 0 END
                             + len(list_filter(additional_phone_keys, lambda k: k NOT LIKE '+%'))), 0)
-        FROM stg_contacts""").fetchone()[0]
+        FROM stg_contacts""")
     # Sorted so that the same identifiers give the same list whatever order the CRM listed them in.
     con.execute("""
         UPDATE stg_contacts SET
@@ -356,12 +356,12 @@ def _apply(con: duckdb.DuckDBPyConnection, snapshot_id: str, content_hash: str, 
     unparsed_phones = _finish_contact_keys(con)
     not_provided = tuple(source.spec.name for source in sources if not source.provided)
     _mark_kept_out(con, hasher)
-    skipped_deleted, skipped_suppressed = con.execute(
-        "SELECT count(*) FILTER (WHERE why <> 'suppressed'), count(*) FILTER (WHERE why = 'suppressed') "
-        "FROM stg_kept_out").fetchone()
+    skipped_deleted, skipped_suppressed = one_row(
+        con, "SELECT count(*) FILTER (WHERE why <> 'suppressed'), count(*) FILTER (WHERE why = 'suppressed') "
+        "FROM stg_kept_out")
     # Contacts the store holds that this full export no longer lists: the ingest removes them, so it says how many.
-    removed_contacts = con.execute(f"SELECT count(*) FROM contacts WHERE contact_id NOT IN ({_DELETED}) "
-                                   f"AND contact_id NOT IN (SELECT contact_id FROM stg_contacts)").fetchone()[0]
+    removed_contacts = scalar(con, f"SELECT count(*) FROM contacts WHERE contact_id NOT IN ({_DELETED}) "
+                                   f"AND contact_id NOT IN (SELECT contact_id FROM stg_contacts)")
     row_counts = {}
     with transaction(con):
         for source in sources:
@@ -382,8 +382,8 @@ def _apply(con: duckdb.DuckDBPyConnection, snapshot_id: str, content_hash: str, 
                     f"AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.table_name = '{spec.name}' "
                     f"AND t.row_key = {spec.row_key_sql('s')}) "
                     f"ORDER BY s.contact_id")
-            row_counts[spec.name] = con.execute(
-                f"SELECT count(*) FROM {spec.name} WHERE snapshot_id = ?", [snapshot_id]).fetchone()[0]
+            row_counts[spec.name] = scalar(
+                con, f"SELECT count(*) FROM {spec.name} WHERE snapshot_id = ?", [snapshot_id])
         identifiers.rebuild_contact_keys(con)
         con.execute("INSERT INTO snapshots (snapshot_id, content_hash, ingested_at, row_counts, skipped_deleted, "
                     "skipped_suppressed, unparsed_phones, not_provided, removed_contacts) "
@@ -409,7 +409,7 @@ def _mark_kept_out(con: duckdb.DuckDBPyConnection, hasher: KeyedHasher | None) -
                 f"FROM stg_contacts WHERE contact_id IN ({_DELETED})")
     if hasher is None:
         return
-    if con.execute("SELECT count(*) FROM suppression").fetchone()[0]:
+    if scalar(con, "SELECT count(*) FROM suppression"):
         con.execute(f"""
             INSERT INTO stg_kept_out
             SELECT DISTINCT c.contact_id, 'suppressed' FROM (
@@ -422,7 +422,7 @@ def _mark_kept_out(con: duckdb.DuckDBPyConnection, hasher: KeyedHasher | None) -
                     SELECT contact_id, unnest(additional_phone_keys) AS k FROM stg_contacts)
             ) c JOIN suppression s ON s.key_kind = c.k AND s.key_hash = c.h
             WHERE c.contact_id NOT IN (SELECT contact_id FROM stg_kept_out)""")
-    if con.execute("SELECT count(*) FROM purged_contacts").fetchone()[0]:
+    if scalar(con, "SELECT count(*) FROM purged_contacts"):
         con.execute(f"""
             INSERT INTO stg_kept_out
             SELECT contact_id, 'purged' FROM stg_contacts

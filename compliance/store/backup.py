@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import duckdb
 
 from compliance.clock import utc_iso
 from compliance.errors import first_line
 from compliance.store.files import fsync_path
+from compliance.store.sql import scalar
 
 MANIFEST = "manifest.json"
 FORMATS = ("csv", "parquet")
@@ -141,10 +144,8 @@ def write_backup(con: duckdb.DuckDBPyConnection, *, folder: Path, bulk_action_id
             raise BackupError(f"backup {partial}: {current}: {first_line(exc)}") from exc
         raise
     finally:
-        try:
+        with contextlib.suppress(duckdb.Error):
             con.execute(f"DROP TABLE IF EXISTS {ids}")
-        except duckdb.Error:
-            pass
     return replace(manifest, folder=folder)
 
 
@@ -323,7 +324,7 @@ def _count_rows(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> int:
         relation = f"read_parquet({_quote_path(path)})"
     else:
         raise BackupError(f"backup {path.parent}: {path.name}: unknown format {fmt!r}")
-    return int(con.execute(f"SELECT count(*) FROM {relation}").fetchone()[0])
+    return int(scalar(con, f"SELECT count(*) FROM {relation}"))
 
 
 def _sha256(path: Path, sync: bool = False) -> str:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterator
 
 import duckdb
 
@@ -202,12 +203,10 @@ class Store:
 
     def _write_lock_info(self) -> None:
         info = {"pid": os.getpid(), "command": _command_line(), "host": socket.gethostname(),
-                "since": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")}
-        try:
+                "since": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")}
+        # Only a courtesy for whoever waits next: never a reason to fail the run.
+        with contextlib.suppress(OSError):
             write_private(self.home.store_dir / LOCK_INFO, json.dumps(info) + "\n")
-        except OSError:
-            # Only a courtesy for whoever waits next: never a reason to fail the run.
-            pass
 
 
 def _to_stderr(message: str) -> None:

@@ -31,7 +31,7 @@ class KeyedHasher:
         """The keyed hash of one identifier of the given kind (contact_id, email or phone), already normalised."""
         return hmac.new(self._secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
 
-    def register(self, con: duckdb.DuckDBPyConnection) -> "KeyedHasher":
+    def register(self, con: duckdb.DuckDBPyConnection) -> KeyedHasher:
         """Make `retention_keyed_hash(kind, value)` available on this connection under this hasher's key.
 
         Args:

@@ -8,9 +8,10 @@ parameter, never as a pasted literal; it calls the keyed hash by its macro name 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from collections.abc import Mapping
+from functools import cache
 from importlib.resources import files
-from typing import Any, Mapping
+from typing import Any
 
 import duckdb
 
@@ -19,7 +20,7 @@ from compliance.vocabulary import SQL_VOCABULARY
 _PARAMETER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_sql(package: str, name: str) -> str:
     """The text of a SQL file shipped in a package (package-data `**/*.sql` in pyproject.toml).
 
@@ -73,10 +74,48 @@ def run_sql_file(con: duckdb.DuckDBPyConnection, package: str, name: str,
     return con.execute(sql, parameters(sql, values))
 
 
+def one_row(con: duckdb.DuckDBPyConnection, sql: str, params: object = None) -> tuple[Any, ...]:
+    """The first row a statement returns, for statements that always return one (an aggregate, a DML count).
+
+    Args:
+        con: the connection to run it on.
+        sql: the statement.
+        params: its parameters (a list for `?`, a mapping for `$name`), or None.
+
+    Returns:
+        The row.
+
+    Raises:
+        LookupError: the statement returned no row (a bug in the statement, quoted in the message).
+    """
+    row = con.execute(sql, params).fetchone()
+    if row is None:
+        statement = " ".join(sql.split())
+        raise LookupError(f"the statement returned no row: {statement[:200]}")
+    return row
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: object = None) -> Any:
+    """The first column of the first row a statement returns (a count, a min, the rows a DELETE removed).
+
+    Args:
+        con: the connection to run it on.
+        sql: the statement.
+        params: its parameters (a list for `?`, a mapping for `$name`), or None.
+
+    Returns:
+        The value (None when the statement returns a SQL NULL).
+
+    Raises:
+        LookupError: the statement returned no row.
+    """
+    return one_row(con, sql, params)[0]
+
+
 def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     """Whether the store has a (base, not temporary) table of that name, e.g. a plan's working table."""
-    return con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_type = "
-                       "'BASE TABLE'", [name]).fetchone()[0] > 0
+    return scalar(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_type = "
+                       "'BASE TABLE'", [name]) > 0
 
 
 def quote_identifier(name: str) -> str:

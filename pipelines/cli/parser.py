@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
 
 from compliance.evidence.verdict import EXIT_BAD_INPUT
 from pipelines.instance import DAGSTER_STORAGE_ENV, DEFAULT_MAX_CONCURRENT_RUNS
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_BAD_INPUT, f"retention: error: {message}\n")
 
 
@@ -27,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(init)
     init.add_argument("--dagster-storage", metavar="URL",
                       help="keep the Dagster instance in PostgreSQL: postgresql://user@host:port/db, or env:NAME to "
-                           f"read the URL from that variable (default: ${DAGSTER_STORAGE_ENV}, else SQLite in the home)")
+                           f"read the URL from that variable (default: ${DAGSTER_STORAGE_ENV}, else SQLite in the "
+                           "home)")
     init.add_argument("--max-concurrent-runs", type=int, default=DEFAULT_MAX_CONCURRENT_RUNS, metavar="N",
                       help="with --dagster-storage: runs the queue runs at once, one per store "
                            f"(default {DEFAULT_MAX_CONCURRENT_RUNS})")

@@ -121,7 +121,8 @@ def cmd_requests(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
 def cmd_audit(args: argparse.Namespace, home: Home, as_of: datetime) -> int:
     require_home(home)
     check_shard_layout(home)
-    documents, lines = [], []
+    documents: list[dict[str, Any]] = []
+    lines: list[str] = []
     # One hash chain per shard, each verified against its own store's anchor.
     for shard in shard_homes(home):
         with Store(shard).connect(read_only=True) as con:

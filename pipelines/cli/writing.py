@@ -6,9 +6,10 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from compliance.crm.client import CrmError, open_client
 from compliance.crm.pull import pull_snapshot
@@ -227,8 +228,9 @@ def cmd_requests_extend(args: argparse.Namespace, home: Home, as_of: datetime) -
             extension = extend_request(con, args.request_id, args.reason, as_of, deadlines=settings.deadlines,
                                        requested_by=args.as_user)
             operator, staff_id = current_operator(), authorize(con, args.as_user).user_id
+            staff_ids = {staff_id} if staff_id is not None else set()
             anchored_log(con, shard).append("request.extended", as_of, **extension,
-                                            requested_by=audited_requester(staff_id, {staff_id}),
+                                            requested_by=audited_requester(staff_id, staff_ids),
                                             operator={"os_user": operator.os_user, "host": operator.host})
     document = {key: value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
                 for key, value in extension.items()}

@@ -6,16 +6,22 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.deletion import (DeletionPlanConfig, applied_deletions, contact_backups, deletion_plan, request_intake,
-                             rule_matches)
+from assets.deletion import (
+    DeletionPlanConfig,
+    applied_deletions,
+    contact_backups,
+    deletion_plan,
+    request_intake,
+    rule_matches,
+)
 from assets.ingest import crm_snapshots
+from compliance.deletion.selections import stage_selection
 from compliance.evidence.audit import AuditLog
 from compliance.store.backup import verify_backup
-from compliance.deletion.selections import stage_selection
 from compliance.store.connection import Store
-from support.crm import AS_OF, write_request, write_snapshot
 from pipelines.definitions import defs
 from resources import RetentionResource
+from support.crm import AS_OF, write_request, write_snapshot
 
 DELETION_ASSETS = [crm_snapshots, request_intake, rule_matches, deletion_plan, contact_backups, applied_deletions]
 RULES_YAML = """\

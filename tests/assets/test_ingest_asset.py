@@ -6,9 +6,9 @@ import dagster as dg
 
 from assets.ingest import crm_snapshots
 from compliance.store.connection import Store
-from support.crm import AS_OF, base_tables, write_snapshot
 from pipelines.definitions import defs
 from resources import RetentionResource
+from support.crm import AS_OF, base_tables, write_snapshot
 
 EXPECTED_COUNTS = {name: len(rows) for name, rows in base_tables().items()}
 

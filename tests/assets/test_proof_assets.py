@@ -11,18 +11,23 @@ import pytest
 
 from assets.deletion import applied_deletions, contact_backups, deletion_plan, request_intake, rule_matches
 from assets.ingest import crm_snapshots
-from compliance.steps import DATA_DOCS_FOLDER
-from assets.proof import (BACKUPS_VERIFY_BEFORE_DELETE, compliance_report, planned_backups_verify,
-                          retention_invariants)
+from assets.proof import BACKUPS_VERIFY_BEFORE_DELETE, compliance_report, planned_backups_verify, retention_invariants
 from compliance.clock import parse_as_of
-from compliance.home import Home
-from compliance.invariants import (BACKUPS_WITHIN_RETENTION, DELETED_CONTACTS_BACKED_UP, INVARIANTS,
-                                   NO_ORPHANED_ASSOCIATED_DATA, PURGE_RAN, SUPPRESSED_STAY_ERASED)
 from compliance.evidence.report import run_folder
+from compliance.home import Home
+from compliance.invariants import (
+    BACKUPS_WITHIN_RETENTION,
+    DELETED_CONTACTS_BACKED_UP,
+    INVARIANTS,
+    NO_ORPHANED_ASSOCIATED_DATA,
+    PURGE_RAN,
+    SUPPRESSED_STAY_ERASED,
+)
+from compliance.steps import DATA_DOCS_FOLDER
 from compliance.store.connection import Store
-from support.crm import AS_OF, base_tables, write_request, write_snapshot
 from pipelines.definitions import defs
 from resources import RetentionResource
+from support.crm import AS_OF, base_tables, write_request, write_snapshot
 
 ERASED = "c-4"
 # The erasure names the person by email and phone, so the files under inbox/ are the only place they may stay.

@@ -6,14 +6,14 @@ import dagster as dg
 import pytest
 
 from assets.restore import applied_restores, purged_contacts
+from compliance.deletion.selections import stage_selection
 from compliance.evidence.audit import AuditLog
 from compliance.home import Home
-from compliance.store.keys import KeyedHasher
-from compliance.deletion.selections import stage_selection
 from compliance.store.connection import Store
-from support.crm import copy_home, run_deletion, write_request, write_snapshot
+from compliance.store.keys import KeyedHasher
 from pipelines.definitions import defs
 from resources import RetentionResource
+from support.crm import copy_home, run_deletion, write_request, write_snapshot
 
 RESTORE_DAY = "2026-01-11T12:00:00Z"
 PURGE_DAY = "2026-03-03T12:00:00Z"

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from benchmarks.clustering import measure, render
 from compliance.home import Home
 from compliance.store.schema import CONTACT_LINKED
-
-from benchmarks.clustering import measure, render
 
 
 def test_every_linked_table_and_the_subject_match_are_measured_on_a_copy(ingested_template: Home) -> None:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_cli_foundation import one_error_line, retention
 
 from compliance.clock import parse_as_of
 from compliance.home import Home
-from compliance.snapshots.ingest import ingest_snapshots
 from compliance.requests.intake import take_requests
 from compliance.settings import load_settings
+from compliance.snapshots.ingest import ingest_snapshots
 from compliance.store.connection import Store
 from support.crm import AS_OF, base_tables, store_contents, write_request, write_snapshot
-from test_cli_foundation import one_error_line, retention
 
 
 def without_anchor(contents: dict) -> dict:

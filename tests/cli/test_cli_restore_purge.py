@@ -9,10 +9,10 @@ import pytest
 
 from compliance.clock import parse_as_of
 from compliance.home import Home
-from compliance.store.keys import KeyedHasher
 from compliance.purge import purge
 from compliance.settings import Settings
 from compliance.store.connection import Store
+from compliance.store.keys import KeyedHasher
 from support.cli import run_retention as retention
 from support.crm import AS_OF, run_deletion, store_contents, write_request, write_snapshot
 

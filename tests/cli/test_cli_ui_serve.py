@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -77,10 +78,8 @@ def _wait_for_webserver(process: subprocess.Popen, port: int, log: Path) -> None
 
 def _kill_session(session_id: int) -> None:
     for pid in _session_members(session_id):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def test_sigterm_stops_the_webserver_the_daemon_and_their_code_servers_within_ten_seconds(home):

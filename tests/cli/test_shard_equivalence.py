@@ -16,13 +16,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
-from demo_crm import generator as demo_data
 from compliance.clock import parse_as_of
 from compliance.home import Home
-from compliance.shards.views import whole_home
 from compliance.shards.placement import shard_of
+from compliance.shards.views import whole_home
+from demo_crm import generator as demo_data
 from pipelines.runner import OVERALL_CHECK_PREFIX
 
 FIRST_RUN = parse_as_of("2026-01-05T09:00:00Z")

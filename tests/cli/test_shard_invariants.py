@@ -1,4 +1,4 @@
-"""The overall invariants of a home of shards, each failing on its own on a doctored copy of a home run shard by shard."""
+"""The overall invariants of a home of shards, each failing alone on a doctored copy of a home run shard by shard."""
 
 from __future__ import annotations
 
@@ -11,8 +11,14 @@ import duckdb
 import pytest
 
 from compliance.home import Home
-from compliance.shards.invariants import (CONTACTS_IN_ONE_SHARD, CONTACTS_IN_THEIR_SHARD, DESCRIPTIONS,
-                                         REQUEST_FILES_IN_EVERY_SHARD, SHARDS_PROVEN, check_shard_invariants)
+from compliance.shards.invariants import (
+    CONTACTS_IN_ONE_SHARD,
+    CONTACTS_IN_THEIR_SHARD,
+    DESCRIPTIONS,
+    REQUEST_FILES_IN_EVERY_SHARD,
+    SHARDS_PROVEN,
+    check_shard_invariants,
+)
 from compliance.shards.placement import shard_of
 from compliance.store.connection import Store
 from support.cli import run_retention

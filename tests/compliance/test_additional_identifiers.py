@@ -6,20 +6,20 @@ import json
 from datetime import timedelta
 
 import pytest
+from test_highlevel import highlevel_crm
 
 from compliance.clock import parse_as_of
 from compliance.deletion import ManualSelection
 from compliance.home import Home
-from compliance.snapshots.ingest import ingest_snapshots
-from compliance.requests.intake import take_requests
 from compliance.invariants import check_invariants
-from compliance.store.keys import KeyedHasher
+from compliance.purge import purge
+from compliance.requests.intake import take_requests
 from compliance.restore import ManualRestore, apply_restores, plan_restores
 from compliance.settings import Rule, Rules, Settings
-from compliance.purge import purge
+from compliance.snapshots.ingest import ingest_snapshots
 from compliance.store.connection import SCHEMA_VERSION, Store, migrate
+from compliance.store.keys import KeyedHasher
 from support.crm import AS_OF, base_tables, run_deletion, write_request, write_snapshot
-from test_highlevel import highlevel_crm
 
 CLOCK = parse_as_of(AS_OF)
 LATER = CLOCK + timedelta(days=2)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import stat
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from compliance.evidence.audit import GENESIS, AuditError, AuditLog, entry_hash
 
-AT = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+AT = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_three_entries_verify(log):
 
 
 def test_lines_are_canonical_json(log):
-    for line, entry in zip(lines(log), log.entries()):
+    for line, entry in zip(lines(log), log.entries(), strict=True):
         assert line == json.dumps(entry, sort_keys=True, separators=(",", ":"))
         assert entry["hash"] == entry_hash(entry)
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from compliance.evidence.audit import GENESIS, AuditError, canonical, entry_hash
 from compliance.evidence.anchor import StoreAuditAnchor, anchored_log, verify_before_writing
+from compliance.evidence.audit import GENESIS, AuditError, canonical, entry_hash
 from compliance.store.connection import Store
-from support.crm import AS_OF, store_contents, write_request, write_snapshot
 from pipelines import cli
+from support.crm import AS_OF, store_contents, write_request, write_snapshot
 
-AT = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+AT = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
 
 def write_entries(con, home, n: int = 4):

@@ -5,18 +5,18 @@ from __future__ import annotations
 import csv
 import json
 import stat
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from compliance.store.backup import BackupError, remove_backup, remove_orphans, verify_backup, write_backup
 from compliance.snapshots.ingest import ingest_snapshots
+from compliance.store.backup import BackupError, remove_backup, remove_orphans, verify_backup, write_backup
 from support.crm import write_snapshot
 
-AS_OF = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 1, 1, 12, tzinfo=UTC)
 LINKED = ["conversations", "notes", "tasks", "activities", "campaign_enrollments", "workflow_enrollments",
           "list_memberships"]
 IDS_SQL = "SELECT contact_id FROM (VALUES ('c-1'), ('c-2'), ('c-missing')) AS t(contact_id)"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import stat
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 import pytest
@@ -13,7 +13,7 @@ from compliance.errors import InputError
 from compliance.home import DEFAULT_HOME, Home, write_private
 from compliance.store.keys import KeyedHasher
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def mode(path) -> int:

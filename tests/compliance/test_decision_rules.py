@@ -6,17 +6,17 @@ import json
 from datetime import timedelta
 
 import pytest
+from test_highlevel import documented_contact, page
 
 from compliance.clock import parse_as_of
 from compliance.contacts import show_contact
 from compliance.deletion import ManualSelection
-from compliance.snapshots.ingest import ingest_snapshots
 from compliance.requests.intake import settle_request_files, take_requests
-from compliance.store.keys import KeyedHasher
 from compliance.restore import ManualRestore, apply_restores, plan_restores
 from compliance.settings import Rule, Rules, Settings
+from compliance.snapshots.ingest import ingest_snapshots
+from compliance.store.keys import KeyedHasher
 from support.crm import AS_OF, base_tables, run_deletion, write_request, write_snapshot
-from test_highlevel import documented_contact, page
 
 T0 = parse_as_of(AS_OF)
 T1 = T0 + timedelta(days=1)

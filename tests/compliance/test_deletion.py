@@ -1,4 +1,4 @@
-"""Deletion end to end in compliance/: outcomes, subject matching, cascades, memberships, backups, suppression, preview."""
+"""Deletion end to end in compliance/: outcomes, subject matching, cascades, memberships, backups, suppression."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 import compliance.deletion.backups
-from compliance.evidence.audit import AuditLog
-from compliance.store.backup import BackupError, verify_backup
 from compliance.clock import parse_as_of
 from compliance.deletion import ManualSelection
-from compliance.snapshots.ingest import ingest_snapshots
-from compliance.store.keys import KeyedHasher
+from compliance.evidence.audit import AuditLog
 from compliance.preview import preview_run
 from compliance.settings import Cascade, Rule, Rules, Settings
+from compliance.snapshots.ingest import ingest_snapshots
+from compliance.store.backup import BackupError, verify_backup
+from compliance.store.keys import KeyedHasher
 from support.crm import AS_OF, base_tables, run_deletion, store_contents, write_request, write_snapshot
 
 CLOCK = parse_as_of(AS_OF)

@@ -5,21 +5,21 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pytest
 import yaml
 
-from demo_crm import generator as demo_data
-from demo_crm.generator import SAMPLE_RULES_YAML, TABLES, generate_snapshot, write_sample_requests
 from compliance.home import Home
 from compliance.snapshots.ingest import ingest_snapshots
-from compliance.store.schema import BY_NAME, CONTACT_LINKED, MEMBERSHIPS
 from compliance.store.connection import Store
+from compliance.store.schema import BY_NAME, CONTACT_LINKED, MEMBERSHIPS
+from demo_crm import generator as demo_data
+from demo_crm.generator import SAMPLE_RULES_YAML, TABLES, generate_snapshot, write_sample_requests
 
-AS_OF = datetime(2026, 11, 10, 8, 0, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 11, 10, 8, 0, tzinfo=UTC)
 N = 2_000
 
 
@@ -49,7 +49,7 @@ def rows(con: duckdb.DuckDBPyConnection, folder: Path, table: str) -> list[tuple
 
 
 def test_every_table_is_written_with_its_required_columns(snapshots, db):
-    assert TABLES == tuple(BY_NAME)
+    assert tuple(BY_NAME) == TABLES
     for fmt, (folder, counts) in snapshots.items():
         assert sorted(p.name for p in folder.iterdir()) == sorted(f"{t}.{fmt}" for t in TABLES)
         assert list(counts) == list(TABLES)
@@ -79,7 +79,7 @@ def test_parquet_types_and_contact_fields(snapshots, db):
     ids, ids_ok, emails, phones_ok, no_phone, tags_ok, mixed_case, times_ok, never_active, locations = stats
     assert ids == N and ids_ok and phones_ok and tags_ok and times_ok and locations == 5
     assert N * 0.98 < emails < N
-    assert 0 < no_phone < N * 0.1 and 0 < never_active and 0 < mixed_case
+    assert 0 < no_phone < N * 0.1 and never_active > 0 and mixed_case > 0
 
 
 def test_same_seed_gives_the_same_data_and_another_seed_differs(snapshots, tmp_path, db):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from compliance import identifiers
 from compliance.clock import parse_as_of
@@ -18,7 +19,7 @@ from compliance.store.schema import TABLES
 from support.crm import AS_OF, base_tables, write_snapshot
 
 CLOCK = parse_as_of(AS_OF)
-UTC = timezone.utc
+UTC = UTC
 NATIVE_ONLY = ("activities", "campaign_enrollments", "workflow_enrollments", "lists", "list_memberships")
 
 
@@ -122,7 +123,8 @@ def test_a_highlevel_export_of_documented_shapes_ingests_with_the_right_rows(hom
         datetime(2021, 7, 16, 11, 39, 30, 564000, tzinfo=UTC), datetime(2021, 7, 2, 5, 18, 26, 704000, tzinfo=UTC),
         False, [], None, "442079460018", ["x@y.org"], [])
     assert rows["zZ9yY8xX7wW6vV5uU4tT"][0] is None
-    extra = json.loads(con.execute("SELECT extra FROM contacts WHERE contact_id = 'seD4PfOuKoVMLkEZqohJ'").fetchone()[0])
+    extra = json.loads(con.execute("SELECT extra FROM contacts WHERE contact_id = 'seD4PfOuKoVMLkEZqohJ'"
+                                   ).fetchone()[0])
     assert extra["customFields"] == [{"id": "6dvNaf7VhkQ9snc5vnjJ", "value": "test"}]
     assert extra["companyName"] == "DGS VolMAX" and "email" not in extra and "additionalEmails" not in extra
     assert con.execute("SELECT user_id, name, role, active, location_ids FROM staff ORDER BY user_id").fetchall() == [
@@ -267,7 +269,7 @@ CASE_STABLE = st.characters(categories=("Ll", "Lu", "Nd"), max_codepoint=0x24F).
        flips=st.lists(st.booleans(), min_size=21, max_size=21))
 def test_any_whitespace_and_case_variant_of_an_email_has_the_same_key(local, domain, before, after, flips):
     email = f"{local}@{domain}.example"
-    variant = "".join(c.upper() if flip else c.lower() for c, flip in zip(email, flips * 2)) + email[42:]
+    variant = "".join(c.upper() if flip else c.lower() for c, flip in zip(email, flips * 2, strict=False)) + email[42:]
     written = "".join(before) + variant + "".join(after)
 
     with identifiers.register(duckdb.connect()) as con:
@@ -278,8 +280,8 @@ def test_any_whitespace_and_case_variant_of_an_email_has_the_same_key(local, dom
 
 
 def test_pages_that_do_not_fit_duckdbs_memory_are_named_as_memory_not_as_bad_json(home):
-    from demo_crm.generator import generate_snapshot
     from compliance.store.connection import Store
+    from demo_crm.generator import generate_snapshot
 
     generate_snapshot(home.snapshots_inbox / "s1", contacts=200, as_of=parse_as_of(AS_OF), fmt="highlevel")
 

@@ -1,4 +1,4 @@
-"""A simulated year of runs: the report's history charts, the §7102 metrics recomputed, offline HTML, no personal data."""
+"""A simulated year of runs: the report's history charts, §7102 metrics recomputed, offline HTML, no personal data."""
 
 from __future__ import annotations
 
@@ -8,30 +8,30 @@ import re
 import shutil
 import statistics
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from demo_crm import generator as demo_data
 from compliance.deletion import ManualSelection, apply_deletions, back_up, build_plan
 from compliance.evidence.history import CHARTS, DAYS_LEFT_BUCKETS, SOURCE_GROUPS, build_history
-from compliance.home import Home
-from compliance.snapshots.ingest import ingest_snapshots
-from compliance.requests.intake import take_requests
-from compliance.invariants import InvariantSummary
-from compliance.store.keys import KeyedHasher
 from compliance.evidence.metrics import request_metrics
-from compliance.purge import purge
-from compliance.requests.records import bulk_actions, request_records
 from compliance.evidence.report import write_report
+from compliance.home import Home
+from compliance.invariants import InvariantSummary
+from compliance.purge import purge
+from compliance.requests.intake import take_requests
+from compliance.requests.records import bulk_actions, request_records
 from compliance.restore import apply_restores, plan_restores
 from compliance.settings import load_rules, load_settings
+from compliance.snapshots.ingest import ingest_snapshots
 from compliance.store.connection import Store
+from compliance.store.keys import KeyedHasher
+from demo_crm import generator as demo_data
 from support.cli import run_main
 
-START = datetime(2026, 1, 1, 2, 0, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, 2, 0, tzinfo=UTC)
 DAYS = 365
 CONTACTS = 300
 RUN_EVERY_DAYS = 7
@@ -80,10 +80,10 @@ def _run(con: duckdb.DuckDBPyConnection, home: Home, as_of: datetime, run_id: st
 def simulate_year(root: Path) -> Year:
     """Drive the domain's run steps over 365 days with the clock moved (not 365 Dagster runs).
 
-    A request arrives every REQUEST_EVERY_DAYS days (GDPR, CCPA and internal in turn); every LATE_EVERY-th, from the first, reaches the team
-    LATE_BY_DAYS after its receipt, so it is answered late; every DENIED_EVERY-th comes from an inactive admin and
-    is denied. A published rule, two manual deletes and three restore requests add the other sources; the
-    compliance run happens weekly, and the year ends with the last requests taken in but open.
+    A request arrives every REQUEST_EVERY_DAYS days (GDPR, CCPA and internal in turn); every LATE_EVERY-th, from
+    the first, reaches the team LATE_BY_DAYS after its receipt, so it is answered late; every DENIED_EVERY-th comes
+    from an inactive admin and is denied. A published rule, two manual deletes and three restore requests add the
+    other sources; the compliance run happens weekly, and the year ends with the last requests taken in but open.
     """
     home = Home(root / "home")
     home.init()
@@ -124,7 +124,8 @@ def simulate_year(root: Path) -> Year:
                           if day in MANUAL_DAYS else None)
                 _run(con, home, as_of, f"run-{day:03d}", manual)
         end = START + timedelta(days=DAYS - 1, hours=20)
-        for request_id, received in (("GDPR-OPEN-1", end - timedelta(hours=1)), ("CCPA-OPEN-2", end - timedelta(days=40))):
+        open_requests = (("GDPR-OPEN-1", end - timedelta(hours=1)), ("CCPA-OPEN-2", end - timedelta(days=40)))
+        for request_id, received in open_requests:
             _drop(home, request_id, regulation=request_id[:4].lower(), received_at=received.isoformat(),
                   subjects=[{"contact_id": contact_ids[0]}])
         take_requests(con, home, as_of=end, settings=load_settings(home.settings_file))

@@ -7,7 +7,8 @@ import unicodedata
 
 import duckdb
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from compliance import identifiers
 from compliance.requests.parsing import Subject
@@ -23,7 +24,7 @@ DOMAIN = st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyz0123456789-"), min_s
 def fullwidth(text: str, flips: list[bool]) -> str:
     """Some ASCII characters as their fullwidth forms, which NFKC folds back."""
     return "".join(chr(ord(c) + 0xFEE0) if flip and "!" <= c <= "~" else c
-                   for c, flip in zip(text, flips + [False] * len(text)))
+                   for c, flip in zip(text, flips + [False] * len(text), strict=False))
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def sql():
 def test_any_variant_of_an_email_has_the_clean_emails_key_at_ingest_and_at_intake(sql, local, domain, before, after,
                                                                                   cases, widths):
     clean = f"{local}@{domain}.example"
-    cased = "".join(c.upper() if flip else c for c, flip in zip(clean, cases + [False] * len(clean)))
+    cased = "".join(c.upper() if flip else c for c, flip in zip(clean, cases + [False] * len(clean), strict=False))
     written = before + fullwidth(cased, widths) + after
 
     at_ingest = sql.execute(f"SELECT {identifiers.email_key_sql('$1')}", [written]).fetchone()[0]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -13,13 +13,13 @@ from compliance.clock import parse_as_of
 from compliance.errors import InputError
 from compliance.home import Home
 from compliance.snapshots.ingest import ingest_snapshots
+from compliance.store.connection import Store
 from compliance.store.keys import KeyedHasher
 from compliance.store.schema import CONTACT_LINKED, TABLES
-from compliance.store.connection import Store
 from support.crm import AS_OF, base_tables, store_contents, write_snapshot
 
 CLOCK = parse_as_of(AS_OF)
-UTC = timezone.utc
+UTC = UTC
 
 
 def ingest(con, home):
@@ -66,7 +66,7 @@ def test_coerces_types_and_derives_match_keys(home, con):
     cursor = con.execute("SELECT contact_id, tags, dnd, created_at, updated_at, last_activity_at, email_key, "
                          "phone_key FROM contacts")
     names = [column[0] for column in cursor.description]
-    rows = {row[0]: dict(zip(names, row)) for row in cursor.fetchall()}
+    rows = {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
     assert rows["c-1"] == dict(
         contact_id="c-1", tags=["Lead", "VIP"], dnd=False, created_at=datetime(2024, 1, 1, tzinfo=UTC),
         updated_at=datetime(2025, 6, 1, tzinfo=UTC), last_activity_at=datetime(2025, 12, 1, tzinfo=UTC),

@@ -1,11 +1,11 @@
-"""Request intake: who may ask (R1), the exact confirmation (R7), quarantine, duplicates, and files moved once handled."""
+"""Request intake: who may ask (R1), the exact confirmation (R7), quarantine, duplicates, files moved once handled."""
 
 from __future__ import annotations
 
 import pytest
 
-from compliance.evidence.audit import AuditLog
 from compliance.clock import parse_as_of
+from compliance.evidence.audit import AuditLog
 from compliance.requests.intake import take_requests
 from compliance.settings import Settings
 from support.crm import AS_OF, run_deletion, store_contents, write_request

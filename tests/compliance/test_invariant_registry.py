@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ast
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from compliance.settings import Settings
 from support.invariants import NoContactInDoNotDisturb
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECK_AT = datetime(2026, 1, 2, 12, tzinfo=timezone.utc)
+CHECK_AT = datetime(2026, 1, 2, 12, tzinfo=UTC)
 
 
 def check(con, home, **kwargs):
@@ -90,7 +90,7 @@ def test_the_clock_window_and_key_reach_duckdb_as_parameters_never_in_query_text
     assert summary.passed
     text = "\n".join(recording.statements)
     assert "retention_keyed_hash" in text and "contact_lifecycle" in text
-    as_of_us = (CHECK_AT - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
+    as_of_us = (CHECK_AT - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
     for value in ("2026", str(as_of_us), str(47 * 86_400_000_000), "47", "53", crm.secret().hex()[:16],
                   "TIMESTAMPTZ '"):
         assert value not in text, value

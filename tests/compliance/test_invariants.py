@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 import compliance.store.backup
 from compliance import invariants as inv
-from compliance.store.backup import write_backup
 from compliance.invariants import INVARIANTS, check_invariants
+from compliance.settings import Settings
+from compliance.store.backup import write_backup
 from compliance.store.keys import KeyedHasher
 from compliance.store.schema import CONTACT_LINKED
-from compliance.settings import Settings
 from support.crm import base_tables
 
-UTC = timezone.utc
+UTC = UTC
 C4_DELETED_AT = datetime(2025, 12, 20, 12, tzinfo=UTC)
 C4_RESTORED_AT = datetime(2025, 12, 25, 12, tzinfo=UTC)
 DELETED_AT = datetime(2026, 1, 1, 12, tzinfo=UTC)
@@ -195,7 +195,7 @@ def test_each_fault_fails_its_own_invariant_and_no_other(store, home, fault, nam
     result = summary.by_name(name)
     assert (result.passed, result.violations) == (False, violations)
     assert len(result.sample_ids) == len(samples)
-    assert all(got.startswith(want) for got, want in zip(result.sample_ids, samples)), result.sample_ids
+    assert all(got.startswith(want) for got, want in zip(result.sample_ids, samples, strict=True)), result.sample_ids
     assert says in result.message and "\n" not in result.message
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import duckdb
 
 from compliance import steps
+from compliance.clock import parse_as_of
 from compliance.home import Home
 from compliance.settings import load_settings
 from compliance.store.connection import Store
-from support.crm import AS_OF, write_request, write_snapshot
-from compliance.clock import parse_as_of
 from pipelines import cli
+from support.crm import AS_OF, write_request, write_snapshot
 
 
 def key_material(home: Home) -> list[str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from compliance.evidence.audit import AuditLog
 from compliance.errors import InputError
+from compliance.evidence.audit import AuditLog
 from compliance.operators import Operator, check_operator, current_operator
 from compliance.settings import Settings, load_settings
 from support.crm import run_deletion, write_request, write_snapshot

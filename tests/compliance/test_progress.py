@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 
 from compliance.clock import parse_as_of
-from compliance.snapshots.ingest import ingest_snapshots
 from compliance.progress import StepProgress, count
+from compliance.snapshots.ingest import ingest_snapshots
 from support.crm import AS_OF, write_snapshot
 
 CLOCK = parse_as_of(AS_OF)

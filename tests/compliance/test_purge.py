@@ -9,11 +9,11 @@ import pytest
 from compliance.clock import parse_as_of
 from compliance.contacts import show_contact
 from compliance.home import Home
-from compliance.snapshots.ingest import ingest_snapshots
-from compliance.store.keys import KeyedHasher
 from compliance.purge import PURGED_LABEL_PREFIX, compact_store, forget_plans, purge
 from compliance.settings import Cascade, Settings
+from compliance.snapshots.ingest import ingest_snapshots
 from compliance.store.connection import Store, schema_version
+from compliance.store.keys import KeyedHasher
 from support.crm import AS_OF, copy_home, run_deletion, store_contents, write_request, write_snapshot
 
 CLOCK = parse_as_of(AS_OF)

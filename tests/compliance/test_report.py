@@ -10,12 +10,17 @@ import pytest
 
 from compliance.clock import parse_as_of
 from compliance.deletion import apply_deletions, back_up, build_plan
-from compliance.requests.intake import settle_request_files, take_requests
-from compliance.invariants import (DESCRIPTIONS, INVARIANTS, NO_ORPHANED_ASSOCIATED_DATA, InvariantResult,
-                                   InvariantSummary)
-from compliance.store.keys import KeyedHasher
 from compliance.evidence.report import load_invariants, run_folder, save_invariants, write_report
+from compliance.invariants import (
+    DESCRIPTIONS,
+    INVARIANTS,
+    NO_ORPHANED_ASSOCIATED_DATA,
+    InvariantResult,
+    InvariantSummary,
+)
+from compliance.requests.intake import settle_request_files, take_requests
 from compliance.settings import Rules, load_settings
+from compliance.store.keys import KeyedHasher
 from support.crm import AS_OF, base_tables, write_request
 
 RUN_ID = "0f1e2d3c-run-of-this-report"

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from compliance import identifiers
-from compliance.store import schema
 from compliance.requests.parsing import (
     REQUEST_CSV_COLUMNS,
     Request,
@@ -24,6 +23,7 @@ from compliance.requests.parsing import (
     quarantine,
 )
 from compliance.settings import Deadlines
+from compliance.store import schema
 
 EXAMPLE = {
     "request_id": "GDPR-2026-0042", "kind": "erasure", "regulation": "gdpr",
@@ -34,7 +34,7 @@ HEADER = ",".join(REQUEST_CSV_COLUMNS)
 
 
 def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=timezone.utc)
+    return datetime(*parts, tzinfo=UTC)
 
 
 def write(folder: Path, name: str, content: str | bytes | dict) -> Path:
@@ -68,7 +68,7 @@ def test_product_example_parses_to_the_request(tmp_path):
         subjects=(Subject("c-1", None, None), Subject(None, "ann@example.com", None),
                   Subject(None, None, "+15551234567")),
     ),)
-    assert result.requests[0].received_at.tzinfo == timezone.utc
+    assert result.requests[0].received_at.tzinfo == UTC
 
 
 def test_csv_rows_sharing_a_request_id_make_one_request_each(tmp_path):
@@ -115,7 +115,8 @@ def test_json_with_a_byte_order_mark_parses(tmp_path):
 
 def test_regulation_defaults_to_internal_in_json_and_csv(tmp_path):
     from_json = parse_request_file(write(tmp_path, "a.json", example(regulation=...)))
-    from_csv = parse_request_file(write(tmp_path, "b.csv", f"{HEADER}\nR-1,erasure,,u-admin-1,2026-11-01,DELETE,c-1,,\n"))
+    from_csv = parse_request_file(write(tmp_path, "b.csv",
+                                        f"{HEADER}\nR-1,erasure,,u-admin-1,2026-11-01,DELETE,c-1,,\n"))
 
     assert from_json.requests[0].regulation == "internal"
     assert from_csv.requests[0].regulation == "internal"
@@ -190,8 +191,8 @@ def test_subject_keys_follow_the_store_sql(email, phone):
 
 
 JSON_ERRORS = [
-    pytest.param('{"request_id": "R-1",\n  "kind" "erasure"}', "not valid JSON: Expecting ':' delimiter (line 2, column 10)",
-                 id="malformed"),
+    pytest.param('{"request_id": "R-1",\n  "kind" "erasure"}',
+                 "not valid JSON: Expecting ':' delimiter (line 2, column 10)", id="malformed"),
     pytest.param("[1, 2]", "expected a JSON object at the top, found array", id="not-an-object"),
     pytest.param("", "not valid JSON", id="empty"),
     pytest.param(example(subjects=...), "subjects: required key is missing", id="missing-subjects"),
@@ -201,13 +202,15 @@ JSON_ERRORS = [
                  id="subjects-not-a-list"),
     pytest.param(example(subjects=[{"contact_id": "c-1"}, {"email": "a@b.c"}, {"email": " ", "phone": None}]),
                  "subjects[2]: needs at least one of contact_id, email, phone", id="subject-without-identifier"),
-    pytest.param(example(subjects=["c-1"]), "subjects[0]: expected an object with contact_id, email or phone, got string",
+    pytest.param(example(subjects=["c-1"]),
+                 "subjects[0]: expected an object with contact_id, email or phone, got string",
                  id="subject-not-an-object"),
     pytest.param(example(subjects=[{"contact_id": "c-1", "name": "Ann"}]),
                  "subjects[0]: unknown key 'name' (allowed: contact_id, email, phone)", id="subject-unknown-key"),
     pytest.param(example(subjects=[{"phone": 15551234567}]), "subjects[0].phone: expected a string, got number",
                  id="phone-as-number"),
-    pytest.param(example(subjects=[{"phone": "unknown"}]), "subjects[0]: phone has no digits", id="phone-without-digits"),
+    pytest.param(example(subjects=[{"phone": "unknown"}]), "subjects[0]: phone has no digits",
+                 id="phone-without-digits"),
     pytest.param(example(kind="delete"), "kind: 'delete' is not allowed (allowed: erasure, restore)", id="bad-kind"),
     pytest.param(example(kind=None), "kind: required (allowed: erasure, restore)", id="null-kind"),
     pytest.param(example(regulation="hipaa"), "regulation: 'hipaa' is not allowed (allowed: gdpr, ccpa, internal)",
@@ -252,7 +255,8 @@ CSV_ERRORS = [
     pytest.param(HEADER + "\n", "no requests (only a header row)", id="header-only"),
     pytest.param(HEADER.replace(",phone", "") + "\nR-1,erasure,gdpr,u-admin-1,2026-11-01,DELETE,c-1,\n",
                  "header: missing column 'phone' (needed: request_id,kind,", id="missing-column"),
-    pytest.param(HEADER + ",notes\n" + row() + ",x\n", "header: unknown column 'notes' (allowed: ", id="unknown-column"),
+    pytest.param(HEADER + ",notes\n" + row() + ",x\n", "header: unknown column 'notes' (allowed: ",
+                 id="unknown-column"),
     pytest.param(HEADER + ",kind\n" + row() + ",erasure\n", "header: column 'kind' appears more than once",
                  id="repeated-column"),
     pytest.param("\n".join([HEADER, row(), row(kind="restore", contact_id="c-2")]),

@@ -6,18 +6,18 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from compliance.evidence.audit import AuditLog
 from compliance.clock import parse_as_of
 from compliance.contacts import show_contact
+from compliance.evidence.audit import AuditLog
 from compliance.home import Home
-from compliance.snapshots.ingest import ingest_snapshots
-from compliance.requests.intake import settle_request_files, take_requests
-from compliance.store.keys import KeyedHasher
 from compliance.purge import purge
+from compliance.requests.intake import settle_request_files, take_requests
 from compliance.requests.records import audit_new_records
 from compliance.restore import RESTORE_OUTCOMES, ManualRestore, apply_restores, plan_restores
 from compliance.settings import Settings
+from compliance.snapshots.ingest import ingest_snapshots
 from compliance.store.connection import Store
+from compliance.store.keys import KeyedHasher
 from support.crm import AS_OF, base_tables, copy_home, run_deletion, store_contents, write_request, write_snapshot
 
 CLOCK = parse_as_of(AS_OF)

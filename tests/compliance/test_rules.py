@@ -6,13 +6,13 @@ from datetime import timedelta
 
 import pytest
 
-from compliance.evidence.audit import AuditLog
 from compliance.clock import parse_as_of
 from compliance.deletion import apply_deletions, build_plan, plan_items
 from compliance.errors import InputError
-from compliance.store.keys import KeyedHasher
-from compliance.rules import TRIGGERS, build_triggers, bind_clock, predicate
+from compliance.evidence.audit import AuditLog
+from compliance.rules import TRIGGERS, bind_clock, build_triggers, predicate
 from compliance.settings import Rule, Rules, Settings, load_rules
+from compliance.store.keys import KeyedHasher
 from support.crm import AS_OF, run_deletion
 
 CLOCK = parse_as_of(AS_OF)
@@ -23,8 +23,8 @@ C3_CREATED = parse_as_of("2024-03-01T00:00:00Z")
 def matching(con, spec: dict, as_of=CLOCK) -> list[str]:
     bind_clock(con, as_of)
     condition = predicate(spec)
-    return [row[0] for row in con.execute(f"SELECT contact_id FROM contacts c WHERE {condition.sql} ORDER BY contact_id",
-                                          condition.parameters).fetchall()]
+    sql = f"SELECT contact_id FROM contacts c WHERE {condition.sql} ORDER BY contact_id"
+    return [row[0] for row in con.execute(sql, condition.parameters).fetchall()]
 
 
 def rule(name: str = "r", status: str = "published", owner: str = "u-admin-1", **trigger) -> Rule:

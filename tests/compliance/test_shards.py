@@ -3,22 +3,29 @@ files that leave the inbox only once every shard has settled them."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 import pytest
 
 from compliance.errors import InputError
 from compliance.home import Home
-from compliance.snapshots.ingest import ingest_snapshots
 from compliance.requests.intake import take_requests
 from compliance.settings import load_settings
-from compliance.shards.placement import (check_shard_layout, set_shard_count, shard_home, shard_homes, shard_of, shard_of_sql,
-                               stores_found)
+from compliance.shards.placement import (
+    check_shard_layout,
+    set_shard_count,
+    shard_home,
+    shard_homes,
+    shard_of,
+    shard_of_sql,
+    stores_found,
+)
+from compliance.snapshots.ingest import ingest_snapshots
 from compliance.store.connection import Store
 from support.crm import base_tables, write_request, write_snapshot
 
-AS_OF = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 1, 1, 12, tzinfo=UTC)
 # Pinned: a location's shard may never change between releases (its contacts would be in the wrong store).
 PINNED = {("loc-a", 2): 0, ("loc-b", 2): 1, ("loc-a", 4): 0, ("loc-b", 4): 1, ("loc-north", 3): 2, ("loc-north", 4): 3,
           ("", 3): 1}

@@ -9,11 +9,11 @@ import pytest
 
 import compliance.store.connection as store_module
 from compliance.clock import parse_as_of
-from demo_crm.generator import generate_snapshot
 from compliance.errors import InputError
 from compliance.home import Home
 from compliance.snapshots.ingest import ingest_snapshots
 from compliance.store.connection import MIGRATIONS, SCHEMA_VERSION, Store, migrate, schema_version, transaction
+from demo_crm.generator import generate_snapshot
 from support.crm import AS_OF
 
 
@@ -105,11 +105,10 @@ def test_a_transaction_rolls_back_on_error(con):
     with transaction(con):
         con.execute("INSERT INTO tombstones VALUES ('notes', 'n-1', 'ba-1')")
 
-    with pytest.raises(ValueError, match="boom"):
-        with transaction(con):
-            con.execute("INSERT INTO tombstones VALUES ('notes', 'n-2', 'ba-2')")
-            con.execute("DELETE FROM tombstones WHERE row_key = 'n-1'")
-            raise ValueError("boom")
+    with pytest.raises(ValueError, match="boom"), transaction(con):
+        con.execute("INSERT INTO tombstones VALUES ('notes', 'n-2', 'ba-2')")
+        con.execute("DELETE FROM tombstones WHERE row_key = 'n-1'")
+        raise ValueError("boom")
 
     assert con.execute("SELECT row_key FROM tombstones").fetchall() == [("n-1",)]
 

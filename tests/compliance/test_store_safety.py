@@ -7,14 +7,21 @@ import shutil
 
 import pytest
 
-from compliance.evidence.audit import AuditLog
-from compliance.store.backup import MANIFEST, remove_orphans
 from compliance.clock import parse_as_of
+from compliance.evidence.audit import AuditLog
 from compliance.home import Home, OutsideHome
 from compliance.purge import purge
-from compliance.store.keys import KeyedHasher
 from compliance.settings import Settings
-from compliance.store.connection import MIGRATIONS, SCHEMA_VERSION, Store, StoreMissing, migrate, refuse_missing_store
+from compliance.store.backup import MANIFEST, remove_orphans
+from compliance.store.connection import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    Store,
+    StoreMissing,
+    migrate,
+    refuse_missing_store,
+)
+from compliance.store.keys import KeyedHasher
 from support.crm import run_deletion, write_request, write_snapshot
 
 AS_OF = "2026-01-01T12:00:00Z"

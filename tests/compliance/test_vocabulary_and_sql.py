@@ -9,12 +9,20 @@ import pytest
 from compliance.clock import parse_as_of
 from compliance.deletion import back_up, build_plan, verify_planned_backups
 from compliance.requests.intake import take_requests
-from compliance.store.keys import KeyedHasher
 from compliance.requests.records import bulk_actions
 from compliance.settings import Rules, load_settings
+from compliance.store.keys import KeyedHasher
 from compliance.store.sql import load_sql, parameters, table_exists
-from compliance.vocabulary import (DELETE_OUTCOMES, RESTORE_OUTCOMES, SQL_VOCABULARY, BulkActionKind,
-                                   BulkActionStatus, ContactState, Outcome, RequestStatus)
+from compliance.vocabulary import (
+    DELETE_OUTCOMES,
+    RESTORE_OUTCOMES,
+    SQL_VOCABULARY,
+    BulkActionKind,
+    BulkActionStatus,
+    ContactState,
+    Outcome,
+    RequestStatus,
+)
 from support.crm import AS_OF, run_deletion, write_request
 
 SQL_FILES = (("compliance.deletion", "decide.sql"), ("compliance.restore", "restore_decide.sql"),

@@ -8,13 +8,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
+from test_highlevel_push import crm_tables, standin_for
 
 from compliance.deletion import ManualSelection
 from support.cli import run_main
 from support.crm import AS_OF, run_deletion, write_snapshot
 from support.highlevel_standin import StandIn, start
-
-from test_highlevel_push import crm_tables, standin_for
 
 TOKEN = "hl-cli-token-3c8e7b15"
 

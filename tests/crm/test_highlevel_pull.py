@@ -1,7 +1,7 @@
 """HighLevel pull: paged contacts per location, users and workflows written as a HighLevel snapshot, atomically."""
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -11,7 +11,7 @@ from compliance.settings import Crm
 from support.highlevel_standin import StandIn, make_contact, start
 
 TOKEN = "hl-test-token-5b1e0c9d"
-AS_OF = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -135,8 +135,8 @@ def test_a_missing_token_variable_is_named_without_a_request(home, standin, monk
 
 
 def test_the_normal_ingest_reads_a_pulled_snapshot_as_the_stand_in_holds_it(home, con, standin):
-    pytest.importorskip("compliance.snapshots.highlevel", reason="the HighLevel snapshot reader (issue 14, H4's branch) is "
-                                                       "not merged yet")
+    pytest.importorskip("compliance.snapshots.highlevel",
+                        reason="the HighLevel snapshot reader (issue 14, H4's branch) is not merged yet")
     from compliance.snapshots.ingest import ingest_snapshots
 
     with open_client(crm_for(standin)) as client:

@@ -6,22 +6,22 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import yaml
 
-from compliance.store.backup import verify_backup
 from compliance.crm.client import CrmAuthError, open_client
 from compliance.crm.push import RESTORE_IN_CRM, crm_outcomes, push_deletions
 from compliance.deletion import ManualSelection
 from compliance.settings import Crm
+from compliance.store.backup import verify_backup
 from support.cli import run_retention
 from support.crm import base_tables, run_deletion, write_snapshot
 from support.highlevel_standin import FakeClock, StandIn, make_contact, start
 
 TOKEN = "hl-test-token-9d2f4a71"
-AS_OF = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
 
 def crm_tables(contacts: int) -> dict[str, list[dict]]:
@@ -212,8 +212,8 @@ def test_contacts_of_other_locations_than_the_crm_s_are_not_pushed(home, con, se
 
 def test_status_shows_each_push_outcome_and_a_restored_pushed_contact_needs_a_crm_restore(home, con, serve):
     from compliance.restore import ManualRestore, apply_restores, plan_restores
-    from compliance.store.keys import KeyedHasher
     from compliance.settings import load_settings
+    from compliance.store.keys import KeyedHasher
 
     delete_all(home, con, 2)
     state = serve(standin_for(2))

@@ -8,7 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given, strategies as st
+from fuzzing import EMAILS, HOSTILE, PHONES, TEXT, planted, profile
+from hypothesis import given
+from hypothesis import strategies as st
 
 from compliance.clock import parse_as_of
 from compliance.home import Home
@@ -17,7 +19,6 @@ from compliance.requests.parsing import JSON_KEYS, REQUEST_CSV_COLUMNS, parse_re
 from compliance.settings import load_settings
 from compliance.store.connection import Store
 from support.crm import AS_OF, write_snapshot
-from fuzzing import EMAILS, HOSTILE, PHONES, TEXT, planted, profile
 
 SUBJECT = st.dictionaries(st.sampled_from(["contact_id", "email", "phone", "name"]),
                           st.one_of(TEXT, st.integers(), st.none(), EMAILS, PHONES), max_size=4)

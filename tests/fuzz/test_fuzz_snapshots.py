@@ -9,16 +9,17 @@ import shutil
 
 import duckdb
 import pytest
-from hypothesis import given, strategies as st
+from fuzzing import EMAILS, HOSTILE, PHONES, TEXT, planted, profile
+from hypothesis import given
+from hypothesis import strategies as st
 
 from compliance.clock import parse_as_of
 from compliance.errors import InputError
 from compliance.home import Home
 from compliance.snapshots.ingest import ingest_snapshots
-from compliance.store.schema import CONTACTS
 from compliance.store.connection import Store
+from compliance.store.schema import CONTACTS
 from support.crm import AS_OF, base_tables, store_contents, write_snapshot
-from fuzzing import EMAILS, HOSTILE, PHONES, TEXT, planted, profile
 
 CLOCK = parse_as_of("2026-01-02T12:00:00Z")
 COLUMNS = list(CONTACTS.columns)

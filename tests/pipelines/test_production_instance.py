@@ -1,4 +1,4 @@
-"""The production Dagster instance: `init --dagster-storage` on a real PostgreSQL, its run queue, and the SQLite default."""
+"""The production Dagster instance: `init --dagster-storage` on a real PostgreSQL, its run queue, the SQLite default."""
 
 from __future__ import annotations
 
@@ -7,26 +7,25 @@ import json
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pytest
 import yaml
 
-from demo_crm import generator as demo_data
 from compliance.errors import InputError
-from pipelines.instance import DAGSTER_YAML, postgres_dagster_yaml
-from resources.tags import STORE_TAG, store_tags
 from compliance.home import Home
 from compliance.shards.placement import shard_of
 from compliance.store.connection import Store
+from demo_crm import generator as demo_data
+from pipelines.instance import DAGSTER_YAML, postgres_dagster_yaml
 from pipelines.runner import instance_for, launch_job
 from pipelines.serve import Child, environment, stop, write_workspace
 from resources import PARTITION_TAG
+from resources.tags import STORE_TAG, store_tags
 from support.cli import run_main
 from support.ports import free_port
-from support.postgres import postgres_server  # noqa: F401 (the session fixture)
 
 AS_OF = "2026-01-01T12:00:00Z"
 QUEUE_TIMEOUT_SECONDS = 900
@@ -48,7 +47,7 @@ def _demo_home(root: Path, url: str, contacts: int = 1_000, shards: int = 1) -> 
     assert done.returncode == 0, done.stderr
     home = Home.resolve(root)
     demo_data.generate_snapshot(home.snapshots_inbox / "demo-1", contacts=contacts, seed=3,
-                                as_of=datetime(2026, 1, 1, tzinfo=timezone.utc), fmt="parquet",
+                                as_of=datetime(2026, 1, 1, tzinfo=UTC), fmt="parquet",
                                 locations=None if shards == 1 else 6)
     return home
 
@@ -171,12 +170,13 @@ def test_two_homes_queued_at_concurrency_two_run_at_the_same_time(tmp_path, post
     one run per home, so only runs of different homes may overlap."""
     url = postgres_server.create_database("two_homes")
     homes = [_demo_home(tmp_path / name, url) for name in ("acme", "globex")]
-    as_of = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+    as_of = datetime(2026, 1, 1, 12, tzinfo=UTC)
     run_ids = [launch_job(home, "compliance_job", as_of=as_of) for home in homes]
     assert {status for status, _, _ in _runs(url, run_ids).values()} == {"QUEUED"}
     with instance_for(homes[0]) as instance:
         queue = instance.get_concurrency_config().run_queue_config
-        assert queue.max_concurrent_runs == 2 and [limit["key"] for limit in queue.tag_concurrency_limits] == [STORE_TAG]
+        assert queue.max_concurrent_runs == 2
+        assert [limit["key"] for limit in queue.tag_concurrency_limits] == [STORE_TAG]
         assert [instance.get_run_by_id(run_id).tags[STORE_TAG] for run_id in run_ids] == [
             store_tags(home)[STORE_TAG] for home in homes]
     _drain_queue(homes[0], lambda: _runs(url, run_ids))
@@ -208,7 +208,7 @@ def test_two_shard_runs_of_one_home_overlap_in_time_through_the_run_queue(tmp_pa
     them run side by side at concurrency 2."""
     url = postgres_server.create_database("two_shards")
     home = _demo_home(tmp_path / "home", url, shards=2)
-    as_of = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+    as_of = datetime(2026, 1, 1, 12, tzinfo=UTC)
     run_ids = [launch_job(home.for_shard(k), "compliance_job", as_of=as_of) for k in range(2)]
     assert {status for status, _, _ in _runs(url, run_ids).values()} == {"QUEUED"}
     with instance_for(home) as instance:
@@ -229,8 +229,8 @@ def test_the_default_sqlite_instance_runs_the_two_shard_runs_of_a_home_one_after
     assert done.returncode == 0, done.stderr
     home = Home.resolve(tmp_path / "home")
     demo_data.generate_snapshot(home.snapshots_inbox / "demo-1", contacts=500, seed=3,
-                                as_of=datetime(2026, 1, 1, tzinfo=timezone.utc), fmt="parquet", locations=6)
-    as_of = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+                                as_of=datetime(2026, 1, 1, tzinfo=UTC), fmt="parquet", locations=6)
+    as_of = datetime(2026, 1, 1, 12, tzinfo=UTC)
     run_ids = [launch_job(home.for_shard(k), "compliance_job", as_of=as_of) for k in range(2)]
     _runs_one_after_the_other_on_sqlite(home, run_ids)
     _shard_stores_hold_their_own_contacts(home, 2)
@@ -241,8 +241,8 @@ def test_the_default_sqlite_instance_runs_two_queued_runs_of_a_home_one_after_th
     home = Home.resolve(tmp_path / "home")
     home.init()
     demo_data.generate_snapshot(home.snapshots_inbox / "demo-1", contacts=500, seed=3,
-                                as_of=datetime(2026, 1, 1, tzinfo=timezone.utc), fmt="parquet")
-    as_of = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+                                as_of=datetime(2026, 1, 1, tzinfo=UTC), fmt="parquet")
+    as_of = datetime(2026, 1, 1, 12, tzinfo=UTC)
     run_ids = [launch_job(home, "compliance_job", as_of=as_of) for _ in range(2)]
     _runs_one_after_the_other_on_sqlite(home, run_ids)
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
-from support.crm import write_request
 
 from assets.shards import SHARDS_OVERVIEW
 from compliance.home import Home
@@ -27,10 +26,11 @@ from resources.tags import HOME_TAG, store_tags
 from sensors.request_drop import ATTEMPT_TAG, SENSOR_NAME, name_key, run_key
 from sensors.shards_overview import RUN_KEY_PREFIX
 from sensors.shards_overview import SENSOR_NAME as OVERVIEW_SENSOR_NAME
+from support.crm import write_request
 
 SHARDS = 3
 KEYS = [f"shard-{k}" for k in range(SHARDS)]
-AS_OF = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
 
 def sharded_home(root: Path, shards: int = SHARDS) -> Home:
@@ -85,7 +85,7 @@ def test_the_daily_schedule_of_a_home_of_three_shards_asks_one_run_per_shard_wit
     repository = build_definitions(None, SHARDS).get_repository_def()
     schedule = repository.schedule_defs[0]
 
-    with dg.build_schedule_context(scheduled_execution_time=datetime(2026, 1, 2, 2, tzinfo=timezone.utc),
+    with dg.build_schedule_context(scheduled_execution_time=datetime(2026, 1, 2, 2, tzinfo=UTC),
                                    resources={"retention": RetentionResource(home=str(home.root))},
                                    repository_def=repository) as context:
         requests = schedule.evaluate_tick(context).run_requests

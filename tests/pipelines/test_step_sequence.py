@@ -4,8 +4,8 @@ import dagster as dg
 
 from benchmarks.direct import MIRRORED
 from compliance import steps
-from support.crm import AS_OF, write_snapshot
 from pipelines.definitions import defs
+from support.crm import AS_OF, write_snapshot
 
 
 def job_steps(result: dg.ExecuteInProcessResult) -> list[str]:
@@ -49,8 +49,9 @@ def test_a_run_keeps_the_settings_and_rules_it_started_with_when_the_files_chang
     def ingest_then_edit_the_files(ctx):
         result = original_ingest(ctx)
         home.settings_file.write_text("restore_window_days: 7\n")
-        home.rules_file.write_text("rules:\n  - name: everyone-unsubscribed\n    status: published\n    owner: u-admin-1\n"
-                                   "    trigger: {tags_any: [Unsubscribed]}\n    action: delete_contact\n")
+        home.rules_file.write_text("rules:\n  - name: everyone-unsubscribed\n    status: published\n"
+                                   "    owner: u-admin-1\n    trigger: {tags_any: [Unsubscribed]}\n"
+                                   "    action: delete_contact\n")
         return result
 
     def plan_and_record(ctx, **options):

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from compliance.evidence.audit import AuditLog
-from compliance.store.backup import verify_backup
 from compliance.clock import parse_as_of
+from compliance.evidence.audit import AuditLog
 from compliance.invariants import check_invariants
 from compliance.settings import load_settings
+from compliance.store.backup import verify_backup
 from support.crm import run_deletion, write_request, write_snapshot
 from support.processes import sigkill_once_marked
 

@@ -10,12 +10,11 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
-from support.crm import write_request
 
 from compliance.clock import parse_as_of
 from compliance.errors import InputError
@@ -42,9 +41,10 @@ from sensors.request_drop import (
     run_key,
     sensor_interval_seconds,
 )
+from support.crm import write_request
 
 SENSOR = defs.resolve_sensor_def(SENSOR_NAME)
-NOW = datetime.now(timezone.utc).replace(microsecond=0)
+NOW = datetime.now(UTC).replace(microsecond=0)
 RECEIVED = (NOW - timedelta(days=1)).isoformat().replace("+00:00", "Z")
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import duckdb
 
 from compliance.home import Home
-from compliance.store.schema import TABLES
 from compliance.store.connection import Store
+from compliance.store.schema import TABLES
 
 AS_OF = "2026-01-01T12:00:00Z"
 
@@ -160,7 +160,8 @@ def run_deletion(con, home: Home, *, as_of: str | datetime = AS_OF, settings=Non
     from compliance.clock import parse_as_of
     from compliance.settings import Rules, load_settings
 
-    ctx = steps.RunContext(connect=lambda: con, home=home, as_of=parse_as_of(as_of) if isinstance(as_of, str) else as_of,
+    ctx = steps.RunContext(connect=lambda: con, home=home,
+                           as_of=parse_as_of(as_of) if isinstance(as_of, str) else as_of,
                            settings=settings if settings is not None else load_settings(home.settings_file),
                            run_id="test-run")
     steps.ingest(ctx)

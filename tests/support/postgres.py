@@ -3,7 +3,7 @@ worker: its own folder (named after the worker) and a port from the worker's own
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
